@@ -1,0 +1,67 @@
+"""Build the keras-rl2 DQN agent (model, memory, policy) from the ``agent`` config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rltrain import compat
+
+
+def build_model(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int) -> Any:
+    """The tutorial's network: Flatten, ``layers`` x Dense(``units``), linear Q outputs."""
+    keras = compat.load()
+    window = cfg.memory.window_length
+    layers = [keras.layers.Flatten(input_shape=(window, *obs_shape))]
+    layers += [keras.layers.Dense(cfg.model.units, activation=cfg.model.activation)
+               for _ in range(cfg.model.layers)]
+    layers.append(keras.layers.Dense(nb_actions, activation="linear"))
+    return keras.Sequential(layers)
+
+
+def build_policies(cfg: DictConfig) -> tuple[Any, Any]:
+    """Training policy (annealed epsilon-greedy) and test policy (greedy or annealed)."""
+    from rl.policy import EpsGreedyQPolicy, GreedyQPolicy, LinearAnnealedPolicy
+
+    p = cfg.policy
+    policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), attr="eps", value_max=p.value_max,
+                                  value_min=p.value_min, value_test=p.value_test,
+                                  nb_steps=p.nb_steps)
+    if cfg.test_policy == "annealed":
+        test_policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), attr="eps",
+                                           value_max=p.value_max, value_min=p.value_min,
+                                           value_test=p.value_test, nb_steps=p.nb_steps)
+    else:
+        test_policy = GreedyQPolicy()
+    return policy, test_policy
+
+
+def dqn_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """DQNAgent's keyword arguments that come straight from the config."""
+    return {
+        "nb_steps_warmup": cfg.nb_steps_warmup,
+        "target_model_update": cfg.target_model_update,
+        "gamma": cfg.gamma,
+        "batch_size": cfg.batch_size,
+        "train_interval": cfg.train_interval,
+        "memory_interval": cfg.memory_interval,
+        "delta_clip": cfg.delta_clip,
+        "enable_double_dqn": cfg.enable_double_dqn,
+        "enable_dueling_network": cfg.enable_dueling_network,
+        "dueling_type": cfg.dueling_type,
+    }
+
+
+def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int) -> Any:
+    """A compiled DQNAgent for the ``agent`` config (``cfg.impl`` picks the implementation)."""
+    from rl.agents.dqn import DQNAgent
+    from rl.memory import SequentialMemory
+
+    model = build_model(cfg, obs_shape, nb_actions)
+    policy, test_policy = build_policies(cfg)
+    memory = SequentialMemory(limit=cfg.memory.limit, window_length=cfg.memory.window_length)
+    agent = DQNAgent(model=model, nb_actions=nb_actions, memory=memory, policy=policy,
+                     test_policy=test_policy, **dqn_kwargs(cfg))
+    agent.compile(compat.adam(cfg.lr), metrics=["mae"])
+    return agent

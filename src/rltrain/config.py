@@ -1,0 +1,226 @@
+"""The typed config schema, its composition by Hydra, and its validation.
+
+Nothing here imports TensorFlow: bad input is caught before the slow import.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+ACTIVATIONS = ("relu", "tanh", "elu", "selu", "gelu", "swish", "sigmoid", "softplus", "linear")
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message is one line naming the key and the value."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "CartPole-v1"
+
+
+@dataclass
+class ModelConfig:
+    units: int = 16
+    layers: int = 3
+    activation: str = "relu"
+
+
+@dataclass
+class MemoryConfig:
+    limit: int = 50000
+    window_length: int = 1
+
+
+@dataclass
+class PolicyConfig:
+    value_max: float = 1.0
+    value_min: float = 0.1
+    value_test: float = 0.05
+    nb_steps: int = 10000
+
+
+@dataclass
+class AgentConfig:
+    impl: str = "keras-rl"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    test_policy: str = "greedy"
+    nb_steps_warmup: int = 10
+    target_model_update: float = 0.01
+    gamma: float = 0.99
+    batch_size: int = 32
+    lr: float = 0.001
+    train_interval: int = 1
+    memory_interval: int = 1
+    delta_clip: float = math.inf
+    enable_double_dqn: bool = False
+    enable_dueling_network: bool = False
+    dueling_type: str = "avg"
+
+
+@dataclass
+class TrainConfig:
+    nb_steps: int = 50000
+    log_interval: int = 100
+    checkpoint_interval: int = 5000
+    test_episodes: int = 5
+    eval_interval: int = 5000
+    eval_episodes: int = 5
+    threads: int = 1
+    progress: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = ""
+    experiment: str = "keras-rl-cartpole"
+    run_name: str = ""
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    output_dir: str = ""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path | None = None,
+                   config_name: str = "config") -> DictConfig:
+    """Compose ``conf/config.yaml`` with command-line style overrides; raise ConfigError."""
+    conf_dir = str((config_dir or DEFAULT_CONF_DIR).resolve())
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=conf_dir, job_name="sweep"):
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_one_line(err)) from err
+    return cfg
+
+
+def _one_line(err: BaseException) -> str:
+    """Reduce Hydra/OmegaConf's multi-line errors to one line naming the key."""
+    inner: BaseException | None = err
+    while inner is not None:
+        if isinstance(inner, OmegaConfBaseException) and getattr(inner, "full_key", None):
+            msg = str(getattr(inner, "msg", inner)).splitlines()[0]
+            return f"{inner.full_key}: {msg}"
+        inner = inner.__cause__ or inner.__context__
+    first = str(err).strip().splitlines()
+    return first[0] if first else type(err).__name__
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and the environment; raise ConfigError naming the first bad key."""
+    a, t = cfg.agent, cfg.train
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("seed", cfg.seed, cfg.seed >= 0, "must be >= 0"),
+        ("agent.impl", a.impl, a.impl in ("fast", "keras-rl"), "must be fast or keras-rl"),
+        ("agent.model.units", a.model.units, a.model.units >= 1, "must be >= 1"),
+        ("agent.model.layers", a.model.layers, a.model.layers >= 1, "must be >= 1"),
+        ("agent.model.activation", a.model.activation, a.model.activation in ACTIVATIONS,
+         f"must be one of {', '.join(ACTIVATIONS)}"),
+        ("agent.memory.limit", a.memory.limit, a.memory.limit >= 1, "must be >= 1"),
+        ("agent.memory.window_length", a.memory.window_length, a.memory.window_length >= 1,
+         "must be >= 1"),
+        ("agent.policy.value_max", a.policy.value_max, 0 <= a.policy.value_max <= 1,
+         "must be in [0, 1]"),
+        ("agent.policy.value_min", a.policy.value_min, 0 <= a.policy.value_min <= 1,
+         "must be in [0, 1]"),
+        ("agent.policy.value_min", a.policy.value_min, a.policy.value_min <= a.policy.value_max,
+         f"must be <= agent.policy.value_max ({a.policy.value_max})"),
+        ("agent.policy.value_test", a.policy.value_test, 0 <= a.policy.value_test <= 1,
+         "must be in [0, 1]"),
+        ("agent.policy.nb_steps", a.policy.nb_steps, a.policy.nb_steps >= 1, "must be >= 1"),
+        ("agent.test_policy", a.test_policy, a.test_policy in ("greedy", "annealed"),
+         "must be greedy or annealed"),
+        ("agent.nb_steps_warmup", a.nb_steps_warmup, a.nb_steps_warmup >= 0, "must be >= 0"),
+        ("agent.target_model_update", a.target_model_update, a.target_model_update > 0,
+         "must be > 0 (< 1: soft update rate, >= 1: hard copy interval in steps)"),
+        ("agent.gamma", a.gamma, 0 <= a.gamma <= 1, "must be in [0, 1]"),
+        ("agent.batch_size", a.batch_size, a.batch_size >= 1, "must be >= 1"),
+        ("agent.lr", a.lr, a.lr > 0 and math.isfinite(a.lr), "must be a positive number"),
+        ("agent.train_interval", a.train_interval, a.train_interval >= 1, "must be >= 1"),
+        ("agent.memory_interval", a.memory_interval, a.memory_interval >= 1, "must be >= 1"),
+        ("agent.delta_clip", a.delta_clip, a.delta_clip > 0, "must be > 0 (.inf: plain MSE)"),
+        ("agent.dueling_type", a.dueling_type, a.dueling_type in ("avg", "max", "naive"),
+         "must be avg, max or naive"),
+        ("train.nb_steps", t.nb_steps, t.nb_steps >= 1, "must be >= 1"),
+        ("train.log_interval", t.log_interval, t.log_interval >= 1, "must be >= 1"),
+        ("train.checkpoint_interval", t.checkpoint_interval, t.checkpoint_interval >= 0,
+         "must be >= 0 (0: no checkpoints)"),
+        ("train.test_episodes", t.test_episodes, t.test_episodes >= 0, "must be >= 0"),
+        ("train.eval_interval", t.eval_interval, t.eval_interval >= 0,
+         "must be >= 0 (0: no evaluation during training)"),
+        ("train.eval_episodes", t.eval_episodes, t.eval_episodes >= 1, "must be >= 1"),
+        ("train.threads", t.threads, t.threads >= 1, "must be >= 1"),
+        ("tracking.experiment", cfg.tracking.experiment, bool(cfg.tracking.experiment.strip()),
+         "must not be empty"),
+    ]
+    for key, value, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}={value}: {why}")
+    check_env(cfg.env.id)
+
+
+def check_env(env_id: str) -> None:
+    """The env must be registered in gymnasium and have a discrete action space."""
+    import gymnasium as gym
+
+    if env_id not in gym.envs.registry:
+        raise ConfigError(f"env.id={env_id}: not a registered gymnasium environment")
+    try:
+        env = gym.make(env_id)
+    except Exception as err:  # missing extras (box2d, atari ...) surface here
+        raise ConfigError(f"env.id={env_id}: cannot be created ({err})") from err
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise ConfigError(f"env.id={env_id}: DQN needs a discrete action space, "
+                              f"this one is {type(env.action_space).__name__}")
+    finally:
+        env.close()
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """``{"agent.model.units": 16, ...}`` for MLflow params, with URLs' passwords masked."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = mask_url(node) if isinstance(node, str) else node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<tail>@)")
+
+
+def mask_url(text: str) -> str:
+    """Replace the password of any ``scheme://user:password@host`` in ``text`` with ``***``."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The composed config as YAML, with passwords masked."""
+    return mask_url(OmegaConf.to_yaml(cfg, resolve=True))

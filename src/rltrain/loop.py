@@ -1,0 +1,174 @@
+"""The training and evaluation loops, with keras-rl2's callback interface.
+
+keras-rl2's ``Agent.fit`` counts steps in ``np.int16`` and never ends for budgets over
+32,767 steps under numpy 2; this loop counts in Python ints and otherwise follows
+``fit``/``test`` step for step (including the extra forward/backward at episode ends),
+so keras-rl2's callbacks (``FileLogger``, ``ModelIntervalCheckpoint``) work unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+class StopTraining(Exception):
+    """Raised by a callback to end training early (e.g. a pruned trial); ``fit`` returns."""
+
+
+HOOKS = ("on_train_begin", "on_train_end", "on_episode_begin", "on_episode_end",
+         "on_step_begin", "on_step_end", "on_action_begin", "on_action_end",
+         "on_evaluation_end")
+
+
+class Callbacks:
+    """Calls each hook on every callback that has it.
+
+    Takes keras-rl2 callbacks (``rl.callbacks.Callback``) and plain objects alike; the
+    extra hook ``on_evaluation_end(step, logs)`` receives each greedy evaluation.
+    """
+
+    def __init__(self, callbacks: Sequence[Any], agent: Any, env: Any,
+                 params: dict[str, Any]) -> None:
+        for callback in callbacks:  # what keras-rl2's fit does through Keras' CallbackList
+            if hasattr(callback, "set_model"):
+                callback.set_model(agent)
+            if hasattr(callback, "_set_env"):
+                callback._set_env(env)
+            if hasattr(callback, "set_params"):
+                callback.set_params(params)
+        self._hooks = {name: [getattr(c, name) for c in callbacks if callable(getattr(c, name, None))]
+                       for name in HOOKS}
+
+    def _call(self, name: str, *args: Any) -> None:
+        for hook in self._hooks[name]:
+            hook(*args)
+
+    def on_train_begin(self) -> None:
+        self._call("on_train_begin", {})
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        self._call("on_train_end", logs)
+
+    def on_episode_begin(self, episode: int) -> None:
+        self._call("on_episode_begin", episode, {})
+
+    def on_episode_end(self, episode: int, logs: dict[str, Any]) -> None:
+        self._call("on_episode_end", episode, logs)
+
+    def on_step_begin(self, step: int) -> None:
+        self._call("on_step_begin", step, {})
+
+    def on_step_end(self, step: int, logs: dict[str, Any]) -> None:
+        self._call("on_step_end", step, logs)
+
+    def on_action_begin(self, action: int) -> None:
+        self._call("on_action_begin", action, {})
+
+    def on_action_end(self, action: int) -> None:
+        self._call("on_action_end", action, {})
+
+    def on_evaluation_end(self, step: int, logs: dict[str, Any]) -> None:
+        self._call("on_evaluation_end", step, logs)
+
+
+def _backward(agent: Any, reward: float, terminated: bool, truncated: bool) -> list[float]:
+    """Store the transition and train; keras-rl2 treats truncation as a terminal."""
+    if getattr(agent, "records_truncation", False):
+        return agent.backward(reward, terminal=terminated or truncated, truncated=truncated)
+    return agent.backward(reward, terminal=terminated or truncated)
+
+
+def fit(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
+        evaluate: Callable[[int], dict[str, Any]] | None = None, eval_interval: int = 0) -> str:
+    """Train ``agent`` for ``nb_steps`` env steps; return why it stopped early, or "".
+
+    ``evaluate(step)`` runs at the first episode end after every ``eval_interval`` steps
+    (between episodes, so the agent's recent state is untouched) and once more at the end;
+    its logs go to ``callbacks.on_evaluation_end``.
+    """
+    agent.training = True
+    agent._on_train_begin()
+    callbacks.on_train_begin()
+    agent.step = 0
+    try:
+        _run(agent, env, nb_steps, callbacks, seed, evaluate, eval_interval)
+    except StopTraining as stop:
+        callbacks.on_train_end({"did_abort": True})
+        return str(stop) or "stopped"
+    finally:
+        agent._on_train_end()
+    callbacks.on_train_end({"did_abort": False})
+    return ""
+
+
+def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
+         evaluate: Callable[[int], dict[str, Any]] | None, eval_interval: int) -> None:
+    """The loop proper: keras-rl2's ``Agent.fit`` with Python int counters."""
+    episode = 0
+    next_eval = eval_interval
+    last_eval = -1
+    observation = None
+    episode_reward = 0.0
+    episode_step = 0
+    reset_seed: int | None = seed
+    while agent.step < nb_steps:
+        if observation is None:
+            callbacks.on_episode_begin(episode)
+            episode_step, episode_reward = 0, 0.0
+            agent.reset_states()
+            observation, _ = env.reset(seed=reset_seed)
+            reset_seed = None  # seed the first episode only; later ones follow the env's RNG
+        callbacks.on_step_begin(episode_step)
+        action = agent.forward(observation)
+        callbacks.on_action_begin(action)
+        observation, reward, terminated, truncated, info = env.step(action)
+        callbacks.on_action_end(action)
+        metrics = _backward(agent, float(reward), terminated, truncated)
+        episode_reward += float(reward)
+        callbacks.on_step_end(episode_step, {
+            "action": action, "observation": observation, "reward": reward,
+            "metrics": metrics, "episode": episode, "info": info})
+        episode_step += 1
+        agent.step += 1
+        if terminated or truncated:
+            agent.forward(observation)  # as keras-rl2: let the agent see the last state
+            agent.backward(0.0, terminal=False)
+            callbacks.on_episode_end(episode, {
+                "episode_reward": episode_reward, "nb_episode_steps": episode_step,
+                "nb_steps": agent.step})
+            episode += 1
+            observation = None
+            if evaluate is not None and eval_interval and agent.step >= next_eval:
+                callbacks.on_evaluation_end(agent.step, evaluate(agent.step))
+                last_eval = agent.step
+                next_eval = (agent.step // eval_interval + 1) * eval_interval
+    if evaluate is not None and eval_interval and last_eval < agent.step:
+        callbacks.on_evaluation_end(agent.step, evaluate(agent.step))
+
+
+def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int) -> list[float]:
+    """Play ``nb_episodes`` with the agent's test policy, as ``Agent.test`` does.
+
+    Episode ``i`` starts from ``env.reset(seed=seed + i)``, so every evaluation sees the
+    same start states. The agent's training flag is restored afterwards.
+    """
+    was_training = agent.training
+    agent.training = False
+    rewards = []
+    try:
+        for i in range(nb_episodes):
+            agent.reset_states()
+            observation, _ = env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                action = agent.forward(observation)
+                observation, reward, terminated, truncated, _ = env.step(action)
+                done = terminated or truncated
+                agent.backward(float(reward), terminal=done)
+                total += float(reward)
+            agent.forward(observation)
+            agent.backward(0.0, terminal=False)
+            rewards.append(total)
+    finally:
+        agent.training = was_training
+    return rewards

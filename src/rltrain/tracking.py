@@ -1,0 +1,153 @@
+"""MLflow: run lifecycle, batched metrics, artifacts. The only module that knows MLflow."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from rltrain.config import mask_url
+
+METRIC_NAMES = {"mean_eps": "epsilon"}  # keras-rl2 metric name -> MLflow metric name
+MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+class Tracker:
+    """One MLflow run: buffered metrics, params, tags and artifacts, sent in batches."""
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float = 10.0) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self._buffer: list[Metric] = []
+        self._last_flush = time.monotonic()
+        self.status = "RUNNING"
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, mask_url(str(v))[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, mask_url(str(v))) for k, v in tags.items()])
+
+    def log_metric(self, key: str, value: float, step: int) -> None:
+        """Queue a metric; NaNs (no loss before warm-up) are skipped."""
+        if value is None or math.isnan(value):
+            return
+        self._buffer.append(Metric(key, float(value), int(time.time() * 1000), int(step)))
+        if len(self._buffer) >= MAX_BATCH or time.monotonic() - self._last_flush > self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+            self.client.log_batch(self.run_id, metrics=batch)
+        self._last_flush = time.monotonic()
+
+    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str) -> None:
+        """Flush and close the run with ``status`` (FINISHED, FAILED, KILLED)."""
+        self.flush()
+        self.client.set_terminated(self.run_id, status)
+        self.status = status
+
+
+def client_for(uri: str) -> MlflowClient:
+    """An MlflowClient for ``uri`` (empty: MLflow's default local store)."""
+    return MlflowClient(tracking_uri=uri or None)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """Get or create the experiment (safe when parallel workers race to create it)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+@contextmanager
+def tracked_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None,
+                parent_run_id: str | None = None) -> Iterator[Tracker]:
+    """Start a run; end it FINISHED, or FAILED with the error as a tag if anything raises."""
+    client = client_for(uri)
+    all_tags = {"mlflow.runName": run_name, **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id(client, experiment), run_name=run_name,
+                            tags={k: mask_url(str(v)) for k, v in all_tags.items()})
+    tracker = Tracker(client, run.info.run_id)
+    try:
+        yield tracker
+    except BaseException as err:
+        _end_failed(tracker, err)
+        raise
+    if tracker.status == "RUNNING":
+        tracker.end(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _end_failed(tracker: Tracker, err: BaseException) -> None:
+    """Mark the run FAILED with the reason; never hide the original error."""
+    try:
+        reason = mask_url(f"{type(err).__name__}: {err}")[:5000]
+        tracker.set_tags({"error": reason})
+        tracker.end(RunStatus.to_string(RunStatus.FAILED))
+    except Exception:  # the store itself may be what failed
+        pass
+
+
+class MetricsCallback:
+    """Sends per-episode means of the agent's metrics and each evaluation to the Tracker."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.names: list[str] = []
+        self._sums: list[float] = []
+        self._counts: list[int] = []
+
+    def set_model(self, agent: Any) -> None:
+        self.names = [METRIC_NAMES.get(n, n) for n in agent.metrics_names]
+
+    def on_episode_begin(self, episode: int, logs: dict[str, Any]) -> None:
+        self._sums = [0.0] * len(self.names)
+        self._counts = [0] * len(self.names)
+
+    def on_step_end(self, step: int, logs: dict[str, Any]) -> None:
+        for i, value in enumerate(logs["metrics"]):
+            if value == value:  # skip NaN
+                self._sums[i] += value
+                self._counts[i] += 1
+
+    def on_episode_end(self, episode: int, logs: dict[str, Any]) -> None:
+        step = int(logs["nb_steps"])
+        log = self.tracker.log_metric
+        log("episode_reward", logs["episode_reward"], step)
+        log("nb_episode_steps", logs["nb_episode_steps"], step)
+        for name, total, count in zip(self.names, self._sums, self._counts, strict=True):
+            if count:
+                log(name, total / count, step)
+
+    def on_evaluation_end(self, step: int, logs: dict[str, Any]) -> None:
+        self.tracker.log_metric("eval/mean_reward", logs["mean_reward"], step)
+        self.tracker.flush()  # evaluations are rare and worth seeing at once
+
+    def on_train_end(self, logs: dict[str, Any]) -> None:
+        self.tracker.flush()

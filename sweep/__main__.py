@@ -1,0 +1,48 @@
+"""``python -m sweep [COMMAND] [overrides]``: train one agent, or run a sweep.
+
+Commands:
+  train [overrides]       train one agent (the default when no command is given)
+
+Overrides use Hydra's syntax: ``agent.model.units=64 train.nb_steps=2000``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rltrain.config import ConfigError, compose_config, mask_url
+
+
+def cmd_train(args: list[str]) -> int:
+    """Train one agent from the composed config and record it in MLflow."""
+    from rltrain.run import tracked_train
+
+    cfg = compose_config(args)
+    run_id, result = tracked_train(cfg, overrides=args)
+    print(f"run {run_id}: test mean reward {result.test_mean_reward:.1f} over "
+          f"{len(result.test_rewards)} episodes, {result.steps_per_second:.0f} steps/s, "
+          f"files in {result.output_dir}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    command = args.pop(0) if args and args[0] in COMMANDS else "train"
+    try:
+        return COMMANDS[command](args)
+    except ConfigError as err:
+        print(f"error: {mask_url(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

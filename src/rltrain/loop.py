@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+
 class StopTraining(Exception):
     """Raised by a callback to end training early (e.g. a pruned trial); ``fit`` returns."""
 
@@ -36,8 +37,9 @@ class Callbacks:
                 callback._set_env(env)
             if hasattr(callback, "set_params"):
                 callback.set_params(params)
-        self._hooks = {name: [getattr(c, name) for c in callbacks if callable(getattr(c, name, None))]
-                       for name in HOOKS}
+        self._hooks = {
+            name: [getattr(c, name) for c in callbacks if callable(getattr(c, name, None))]
+            for name in HOOKS}
 
     def _call(self, name: str, *args: Any) -> None:
         for hook in self._hooks[name]:

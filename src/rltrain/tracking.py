@@ -36,14 +36,16 @@ class Tracker:
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, mask_url(str(v))) for k, v in tags.items()])
+        tags_ = [RunTag(k, mask_url(str(v))) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=tags_)
 
     def log_metric(self, key: str, value: float, step: int) -> None:
         """Queue a metric; NaNs (no loss before warm-up) are skipped."""
         if value is None or math.isnan(value):
             return
         self._buffer.append(Metric(key, float(value), int(time.time() * 1000), int(step)))
-        if len(self._buffer) >= MAX_BATCH or time.monotonic() - self._last_flush > self.flush_seconds:
+        overdue = time.monotonic() - self._last_flush > self.flush_seconds
+        if overdue or len(self._buffer) >= MAX_BATCH:
             self.flush()
 
     def flush(self) -> None:

@@ -1,0 +1,107 @@
+"""Real training runs (tiny budgets) recorded in a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rltrain.loop import StopTraining
+from rltrain.run import tracked_train
+from rltrain.train import train
+from tests.conftest import run_cli
+
+
+def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    out: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+def test_tracked_run_records_metrics_and_artifacts(tiny, client: MlflowClient) -> None:
+    run_id, result = tracked_train(tiny())
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["agent.model.units"] == "16"
+    assert run.data.params["agent.memory.limit"] == "1000"
+
+    rewards = client.get_metric_history(run_id, "episode_reward")
+    assert [m.step for m in rewards] == result.episode_end_steps
+    assert [m.value for m in rewards] == result.episode_rewards
+    for name in ("nb_episode_steps", "loss", "mae", "mean_q", "epsilon"):
+        assert client.get_metric_history(run_id, name), name
+    evals = client.get_metric_history(run_id, "eval/mean_reward")
+    assert [(m.step, m.value) for m in evals] == result.evaluations
+    assert evals[-1].step == 300 and len(evals) >= 3
+    assert run.data.metrics["test/mean_reward"] == pytest.approx(result.test_mean_reward)
+
+    files = artifact_paths(client, run_id)
+    assert {"config.yaml", "dqn_log.json", "dqn_weights.h5", "learning_curve.png",
+            "checkpoints/dqn_weights_100.h5", "checkpoints/dqn_weights_300.h5"} <= files
+    log = json.loads(Path(client.download_artifacts(run_id, "dqn_log.json")).read_text())
+    assert log["episode_reward"] == result.episode_rewards
+    assert {"loss", "mae", "mean_q", "mean_eps", "nb_steps", "duration"} <= log.keys()
+
+
+def test_same_seed_same_rewards(tiny) -> None:
+    first = train(tiny("seed=3"), Path("a"))
+    again = train(tiny("seed=3"), Path("b"))
+    other = train(tiny("seed=4"), Path("c"))
+    assert first.episode_rewards == again.episode_rewards
+    assert first.evaluations == again.evaluations
+    assert first.test_rewards == again.test_rewards
+    assert first.episode_rewards != other.episode_rewards
+
+
+class Crash:
+    """A callback that fails mid-training, as a bug or a NaN check would."""
+
+    def __init__(self, at_step: int, error: BaseException) -> None:
+        self.at_step, self.error, self.steps = at_step, error, 0
+
+    def on_step_end(self, step: int, logs: dict) -> None:
+        self.steps += 1
+        if self.steps == self.at_step:
+            raise self.error
+
+
+def test_crash_mid_training_ends_failed(tiny, client: MlflowClient) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        tracked_train(tiny(), callbacks=[Crash(150, RuntimeError("boom"))])
+    (run,) = client.search_runs([client.get_experiment_by_name("keras-rl-cartpole").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: boom"
+    assert "config.yaml" in artifact_paths(client, run.info.run_id)
+
+
+def test_stopped_early_ends_killed_with_curve(tiny, client: MlflowClient) -> None:
+    run_id, result = tracked_train(tiny(), callbacks=[Crash(150, StopTraining("pruned"))])
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["stopped"] == "pruned"
+    assert result.nb_steps == 149 and not result.test_rewards
+    assert client.get_metric_history(run_id, "episode_reward")
+    assert "learning_curve.png" in artifact_paths(client, run_id)
+
+
+def test_loop_counts_past_int16(tiny) -> None:
+    """keras-rl2's fit wraps its int16 step counter at 32,767 under numpy 2; ours does not."""
+    result = train(tiny("train.nb_steps=33000", "agent.nb_steps_warmup=40000",
+                        "train.eval_interval=0", "train.checkpoint_interval=0",
+                        "train.test_episodes=0"), Path("long"))
+    assert result.nb_steps == 33000
+    assert result.episode_end_steps[-1] <= 33000 < result.episode_end_steps[-1] + 500
+
+
+def test_cli_trains_one_agent(workdir: Path) -> None:
+    proc = run_cli("train.nb_steps=200", "train.eval_interval=100", "train.test_episodes=1",
+                   "train.eval_episodes=1", "agent.memory.limit=500", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test mean reward" in proc.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("keras-rl-cartpole").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert list((workdir / "mlruns").rglob("learning_curve.png"))
+    assert list((workdir / "outputs").glob("*/*/config.yaml"))

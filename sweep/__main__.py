@@ -2,6 +2,7 @@
 
 Commands:
   train [overrides]       train one agent (the default when no command is given)
+  multirun [overrides]    run or resume an Optuna sweep (also: -m, --multirun)
 
 Overrides use Hydra's syntax: ``agent.model.units=64 train.nb_steps=2000``.
 """
@@ -11,6 +12,13 @@ from __future__ import annotations
 import sys
 
 from rltrain.config import ConfigError, compose_config, mask_url
+
+
+def cmd_multirun(args: list[str]) -> int:
+    """Create or resume the Optuna study and run its trials (sweep/study.py)."""
+    from sweep.study import cmd_multirun as run
+
+    return run(args)
 
 
 def cmd_train(args: list[str]) -> int:
@@ -25,7 +33,8 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+COMMANDS = {"train": cmd_train, "multirun": cmd_multirun}
+MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     command = args.pop(0) if args and args[0] in COMMANDS else "train"
+    if any(arg in MULTIRUN_FLAGS for arg in args):
+        command, args = "multirun", [arg for arg in args if arg not in MULTIRUN_FLAGS]
     try:
         return COMMANDS[command](args)
     except ConfigError as err:

@@ -86,6 +86,21 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return found.experiment_id
 
 
+def find_runs(uri: str, experiment: str, tags: Mapping[str, Any]) -> list[str]:
+    """Ids of the runs in ``experiment`` that carry every one of ``tags``."""
+    client = client_for(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    return [run.info.run_id for run in client.search_runs([found.experiment_id], query)]
+
+
+def tracker_for(uri: str, run_id: str) -> Tracker:
+    """A Tracker for an existing run (to tag or end it from another process)."""
+    return Tracker(client_for(uri), run_id)
+
+
 @contextmanager
 def tracked_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any] | None = None,
                 parent_run_id: str | None = None) -> Iterator[Tracker]:

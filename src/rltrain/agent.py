@@ -54,14 +54,30 @@ def dqn_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int) -> Any:
-    """A compiled DQNAgent for the ``agent`` config (``cfg.impl`` picks the implementation)."""
-    from rl.agents.dqn import DQNAgent
-    from rl.memory import SequentialMemory
+    """A compiled DQN agent for the ``agent`` config.
 
+    ``cfg.impl`` picks the implementation: ``fast`` (FastDQNAgent + FastSequentialMemory,
+    the same algorithm with one session call per training step) or ``keras-rl`` (stock
+    DQNAgent + SequentialMemory).
+    """
     model = build_model(cfg, obs_shape, nb_actions)
     policy, test_policy = build_policies(cfg)
-    memory = SequentialMemory(limit=cfg.memory.limit, window_length=cfg.memory.window_length)
-    agent = DQNAgent(model=model, nb_actions=nb_actions, memory=memory, policy=policy,
-                     test_policy=test_policy, **dqn_kwargs(cfg))
-    agent.compile(compat.adam(cfg.lr), metrics=["mae"])
+    kwargs = dict(model=model, nb_actions=nb_actions, policy=policy, test_policy=test_policy,
+                  **dqn_kwargs(cfg))
+    if cfg.impl == "fast":
+        from rltrain.fast import FastDQNAgent, FastSequentialMemory
+
+        memory = FastSequentialMemory(limit=cfg.memory.limit,
+                                      window_length=cfg.memory.window_length)
+        agent = FastDQNAgent(memory=memory, bootstrap_on_truncation=cfg.bootstrap_on_truncation,
+                             **kwargs)
+    else:
+        from rl.agents.dqn import DQNAgent
+        from rl.memory import SequentialMemory
+
+        memory = SequentialMemory(limit=cfg.memory.limit,
+                                  window_length=cfg.memory.window_length)
+        agent = DQNAgent(memory=memory, **kwargs)
+    with compat.trusted_lambdas():
+        agent.compile(compat.adam(cfg.lr), metrics=["mae"])
     return agent

@@ -12,12 +12,16 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ info banners
+# oneDNN's kernels cost more than they save on a 16-unit network's tiny matrices: with
+# them off, a session call of the train step is ~15% faster and a forward pass ~3x.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 @contextmanager
@@ -74,3 +78,30 @@ def adam(lr: float):
     which only the legacy tf-keras optimizers have."""
     tf_keras = load()
     return tf_keras.optimizers.legacy.Adam(learning_rate=lr)
+
+
+@contextmanager
+def trusted_lambdas() -> Iterator[None]:
+    """Shim 4: keras-rl2 clones the model with ``model_from_config``; with the dueling
+    head that model holds keras-rl2's own Python lambdas, which tf-keras' safe mode
+    refuses to deserialize. Allow them while an agent is compiled, nowhere else."""
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    with SafeModeScope(safe_mode=False):
+        yield
+
+
+def session_callable(session: Any, fetch: Any, feed: Any) -> Callable[[Any], Any]:
+    """A fast ``fetch = f(feed)`` on a TF1 session, with one tensor in and one out.
+
+    ``Session.make_callable`` with a feed list falls back to the generic ``run`` path
+    (~0.2 ms of Python per call); ``_make_callable_from_options`` is the C++ callable
+    that Keras' own graph functions use.
+    """
+    from tensorflow.core.protobuf import config_pb2
+
+    options = config_pb2.CallableOptions()
+    options.feed.append(feed.name)
+    options.fetch.append(fetch.name)
+    run = session._make_callable_from_options(options)
+    return lambda value: run(value)[0]

@@ -53,7 +53,7 @@ class PolicyConfig:
 
 @dataclass
 class AgentConfig:
-    impl: str = "keras-rl"
+    impl: str = "fast"
     model: ModelConfig = field(default_factory=ModelConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -69,6 +69,7 @@ class AgentConfig:
     enable_double_dqn: bool = False
     enable_dueling_network: bool = False
     dueling_type: str = "avg"
+    bootstrap_on_truncation: bool = False
 
 
 @dataclass
@@ -162,6 +163,8 @@ def validate(cfg: DictConfig) -> None:
         ("agent.delta_clip", a.delta_clip, a.delta_clip > 0, "must be > 0 (.inf: plain MSE)"),
         ("agent.dueling_type", a.dueling_type, a.dueling_type in ("avg", "max", "naive"),
          "must be avg, max or naive"),
+        ("agent.bootstrap_on_truncation", a.bootstrap_on_truncation,
+         a.impl == "fast" or not a.bootstrap_on_truncation, "needs agent.impl=fast"),
         ("train.nb_steps", t.nb_steps, t.nb_steps >= 1, "must be >= 1"),
         ("train.log_interval", t.log_interval, t.log_interval >= 1, "must be >= 1"),
         ("train.checkpoint_interval", t.checkpoint_interval, t.checkpoint_interval >= 0,

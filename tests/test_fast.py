@@ -1,0 +1,161 @@
+"""The fast agent and memory are keras-rl2's algorithm: proven against stock keras-rl2."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rltrain import compat
+from rltrain.config import compose_config
+
+compat.load()
+from rl.memory import SequentialMemory  # noqa: E402
+
+from rltrain.agent import build_agent  # noqa: E402
+from rltrain.fast import FastDQNAgent, FastSequentialMemory  # noqa: E402
+from rltrain.train import train  # noqa: E402
+
+
+def fill(memories: list, n: int, seed: int, episode_len: tuple[int, int] = (3, 12)) -> None:
+    """Append the same random episodes (4-d observations) to every memory."""
+    rng = np.random.default_rng(seed)
+    left = rng.integers(*episode_len)
+    for _ in range(n):
+        left -= 1
+        obs = rng.normal(size=4).astype(np.float32)
+        action, reward, terminal = int(rng.integers(2)), float(rng.normal()), bool(left == 0)
+        for memory in memories:
+            memory.append(obs, action, reward, terminal)
+        if terminal:
+            left = rng.integers(*episode_len)
+
+
+@pytest.mark.parametrize("window_length", [1, 3])
+@pytest.mark.parametrize("limit", [50, 1000])  # 50: the ring buffer has wrapped around
+def test_memory_returns_same_experiences(window_length: int, limit: int) -> None:
+    stock = SequentialMemory(limit=limit, window_length=window_length)
+    fast = FastSequentialMemory(limit=limit, window_length=window_length)
+    fill([stock, fast], 300, seed=window_length)
+    assert fast.nb_entries == stock.nb_entries == min(300, limit)
+    for trial in range(20):
+        # Same random state on both sides: same draws, same resampling after terminals.
+        random.seed(trial)
+        np.random.seed(trial)
+        expected = stock.sample(32)
+        random.seed(trial)
+        np.random.seed(trial)
+        got = fast.sample(32)
+        for e, g in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(np.array(g.state0), np.array(e.state0))
+            np.testing.assert_array_equal(np.array(g.state1), np.array(e.state1))
+            assert (g.action, g.terminal1) == (e.action, e.terminal1)
+            assert g.reward == pytest.approx(e.reward, rel=1e-6)
+    idxs = list(range(window_length, min(300, limit) - 1, 7))[:32]  # explicit indexes
+    random.seed(1)
+    expected = stock.sample(len(idxs), idxs)
+    random.seed(1)
+    for e, g in zip(expected, fast.sample(len(idxs), idxs), strict=True):
+        np.testing.assert_array_equal(np.array(g.state0), np.array(e.state0))
+
+
+def test_truncation_bootstraps_only_when_asked() -> None:
+    memory = FastSequentialMemory(limit=100, window_length=1)
+    for t in range(10):  # one episode truncated at t=9, then the extra entry, then more
+        memory.append(np.full(4, t, np.float32), 0, 1.0, t == 9, truncated=t == 9)
+    memory.append(np.full(4, 10, np.float32), 0, 0.0, False)
+    for t in range(5):
+        memory.append(np.full(4, 100 + t, np.float32), 1, 1.0, False)
+    idx = [9]  # the transition 9 -> 10: the last one of the truncated episode
+    _, _, _, s1, t1 = memory.sample_arrays(1, idx)
+    assert s1[0, 0, 0] == 10 and t1[0]  # keras-rl2: truncation is a terminal
+    _, _, _, s1, t1 = memory.sample_arrays(1, idx, bootstrap_on_truncation=True)
+    assert s1[0, 0, 0] == 10 and not t1[0]  # bootstraps from the real last state
+    for seed in range(20):  # 10 -> 100 links two episodes: it is always drawn again
+        random.seed(seed)
+        s0, _, _, s1, _ = memory.sample_arrays(1, [10], bootstrap_on_truncation=True)
+        assert (s0[0, 0, 0], s1[0, 0, 0]) != (10, 100)
+
+
+def agents(*overrides: str) -> tuple:
+    """A stock and a fast agent with the same weights and the same replay contents."""
+    cfg = compose_config(["agent.nb_steps_warmup=10", *overrides])
+    stock = build_agent(compose_config([*cfg_overrides(cfg), "agent.impl=keras-rl"]).agent,
+                        (4,), 2)
+    fast = build_agent(compose_config([*cfg_overrides(cfg), "agent.impl=fast"]).agent, (4,), 2)
+    assert isinstance(fast, FastDQNAgent)
+    fast.model.set_weights(stock.model.get_weights())
+    fast.target_model.set_weights(stock.target_model.get_weights())
+    fast.sync_weights()
+    fill([stock.memory, fast.memory], 200, seed=1)
+    for agent in (stock, fast):
+        agent.training = True
+        agent.step = 100
+        agent.recent_observation = np.zeros(4, np.float32)
+        agent.recent_action = 0
+    return stock, fast
+
+
+def cfg_overrides(cfg) -> list[str]:
+    a = cfg.agent
+    return [f"agent.target_model_update={a.target_model_update}",
+            f"agent.enable_double_dqn={a.enable_double_dqn}",
+            f"agent.enable_dueling_network={a.enable_dueling_network}",
+            f"agent.dueling_type={a.dueling_type}", f"agent.delta_clip={a.delta_clip}",
+            "agent.nb_steps_warmup=10"]
+
+
+HARD = "agent.target_model_update=3"
+VARIANTS = {  # name: (overrides, soft target update?)
+    "soft": ([], True),
+    "soft-double-dueling": (["agent.enable_double_dqn=true",
+                             "agent.enable_dueling_network=true"], True),
+    "hard": ([HARD], False),
+    "hard-double": ([HARD, "agent.enable_double_dqn=true"], False),
+    "hard-dueling": ([HARD, "agent.enable_dueling_network=true"], False),
+    "hard-dueling-max-huber": ([HARD, "agent.enable_dueling_network=true",
+                                "agent.dueling_type=max", "agent.delta_clip=1.0"], False),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_train_steps_match_stock(variant: str) -> None:
+    """Same weights, same batches: the same losses, metrics and weights after each step.
+
+    Stock keras-rl2 bolts the soft target update onto the optimizer with no ordering
+    against Adam's update, so it reads the online weights from before or after this
+    step's update, whichever TensorFlow runs first (both happen here). The fast agent
+    reads them before. The difference is at most tau * one Adam step (~1e-5) per step,
+    hence a looser tolerance for soft updates; hard updates are compared tightly.
+    """
+    overrides, soft = VARIANTS[variant]
+    rtol, atol = (1e-3, 1e-4) if soft else (1e-5, 1e-6)
+    stock, fast = agents(*overrides)
+    for step in range(100, 106):  # several steps: Adam's moments and the target evolve too
+        metrics = []
+        for agent in (stock, fast):
+            agent.step = step
+            random.seed(step)
+            np.random.seed(step)
+            metrics.append(agent.backward(0.5, terminal=False))
+        np.testing.assert_allclose(metrics[1], metrics[0], rtol=10 * rtol, atol=atol)
+        for mine, theirs in [(fast.model, stock.model), (fast.target_model, stock.target_model)]:
+            for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+    state = [np.ones(4, np.float32)]
+    np.testing.assert_allclose(fast.compute_q_values(state), stock.compute_q_values(state),
+                               rtol=10 * rtol, atol=10 * atol)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_same_seed_same_episodes_as_stock(tiny, seed: int) -> None:
+    """Same random calls and the same arithmetic: whole episodes (hundreds of training
+    steps) come out identical, until float rounding flips one greedy action."""
+    overrides = ["train.nb_steps=600", "train.eval_interval=0", "train.checkpoint_interval=0",
+                 "train.test_episodes=0", f"seed={seed}"]
+    stock = train(tiny("agent.impl=keras-rl", *overrides), Path("stock"))
+    fast = train(tiny("agent.impl=fast", *overrides), Path("fast"))
+    assert len(stock.episode_rewards) > 15
+    assert fast.episode_rewards[:15] == stock.episode_rewards[:15]

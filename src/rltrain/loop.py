@@ -40,6 +40,11 @@ class Callbacks:
         self._hooks = {
             name: [getattr(c, name) for c in callbacks if callable(getattr(c, name, None))]
             for name in HOOKS}
+        # The per-step hooks, bound once: the loop calls them thousands of times a second.
+        self.step_begin = self._hooks["on_step_begin"]
+        self.step_end = self._hooks["on_step_end"]
+        self.action_begin = self._hooks["on_action_begin"]
+        self.action_end = self._hooks["on_action_end"]
 
     def _call(self, name: str, *args: Any) -> None:
         for hook in self._hooks[name]:
@@ -56,18 +61,6 @@ class Callbacks:
 
     def on_episode_end(self, episode: int, logs: dict[str, Any]) -> None:
         self._call("on_episode_end", episode, logs)
-
-    def on_step_begin(self, step: int) -> None:
-        self._call("on_step_begin", step, {})
-
-    def on_step_end(self, step: int, logs: dict[str, Any]) -> None:
-        self._call("on_step_end", step, logs)
-
-    def on_action_begin(self, action: int) -> None:
-        self._call("on_action_begin", action, {})
-
-    def on_action_end(self, action: int) -> None:
-        self._call("on_action_end", action, {})
 
     def on_evaluation_end(self, step: int, logs: dict[str, Any]) -> None:
         self._call("on_evaluation_end", step, logs)
@@ -120,16 +113,20 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
             agent.reset_states()
             observation, _ = env.reset(seed=reset_seed)
             reset_seed = None  # seed the first episode only; later ones follow the env's RNG
-        callbacks.on_step_begin(episode_step)
+        for hook in callbacks.step_begin:
+            hook(episode_step, {})
         action = agent.forward(observation)
-        callbacks.on_action_begin(action)
+        for hook in callbacks.action_begin:
+            hook(action, {})
         observation, reward, terminated, truncated, info = env.step(action)
-        callbacks.on_action_end(action)
+        for hook in callbacks.action_end:
+            hook(action, {})
         metrics = _backward(agent, float(reward), terminated, truncated)
         episode_reward += float(reward)
-        callbacks.on_step_end(episode_step, {
-            "action": action, "observation": observation, "reward": reward,
-            "metrics": metrics, "episode": episode, "info": info})
+        logs = {"action": action, "observation": observation, "reward": reward,
+                "metrics": metrics, "episode": episode, "info": info}
+        for hook in callbacks.step_end:
+            hook(episode_step, logs)
         episode_step += 1
         agent.step += 1
         if terminated or truncated:

@@ -58,7 +58,7 @@ def make_env(env_id: str, seed: int) -> Any:
     """A gymnasium env whose action space is seeded (its dynamics are seeded on reset)."""
     import gymnasium as gym
 
-    env = gym.make(env_id)
+    env = gym.make(env_id, disable_env_checker=True)  # config validation already made one
     env.action_space.seed(seed)
     return env
 

@@ -213,7 +213,7 @@ def check_values(base: DictConfig, space: space_.SearchSpace, groups: set[str],
     """
     for key, dim in space.dimensions.items():
         for value in representative(dim.distribution):
-            where = f"{key}={dim.expression}: {key}={value}"
+            where = f"{key}={dim.expression}"
             try:
                 if key in groups:
                     cfg = compose_config([*space.fixed.values(), f"{key}={value}"], conf_dir)
@@ -225,7 +225,7 @@ def check_values(base: DictConfig, space: space_.SearchSpace, groups: set[str],
                 raise ConfigError(f"{where}: {err}") from err
             except OmegaConfBaseException as err:
                 why = str(getattr(err, "msg", err)).splitlines()[0]
-                raise ConfigError(f"{where}: {why}") from err
+                raise ConfigError(f"{where}: {key}={value}: {why}") from err
 
 
 def resolve_storage(storage: str, folder: Path) -> str:

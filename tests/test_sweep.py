@@ -1,0 +1,218 @@
+"""Real sweeps (tiny budgets): a real Optuna journal, a real MLflow store, real training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.distributions import CategoricalDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from sweep import study as study_
+from sweep.settings import plan
+from tests.conftest import ROOT
+from tests.test_train import artifact_paths
+
+TINY = ["agent.impl=keras-rl", "train.nb_steps=200", "train.eval_interval=100",
+        "train.eval_episodes=2", "train.test_episodes=1", "train.checkpoint_interval=0",
+        "agent.memory.limit=1000", "agent.policy.nb_steps=150", "sweep.n_jobs=1"]
+EXPERIMENT = "keras-rl-cartpole"
+COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
+
+
+@pytest.fixture
+def sweep(tracking_uri: str):
+    """Run ``python -m sweep multirun TINY ARGS`` in this process; return the Outcome."""
+
+    def run(*args: str) -> study_.Outcome:
+        return study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", *args]))
+
+    return run
+
+
+def storage(name: str = "dqn-cartpole") -> JournalStorage:
+    return JournalStorage(JournalFileBackend(f"multirun/{name}/study.log"))
+
+
+def load(name: str = "dqn-cartpole") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage(name))
+
+
+def new_study(name: str = "dqn-cartpole") -> optuna.Study:
+    Path("multirun", name).mkdir(parents=True, exist_ok=True)
+    return optuna.create_study(study_name=name, storage=storage(name), direction="maximize")
+
+
+def runs(client: MlflowClient) -> tuple[list, dict[str, list]]:
+    """The parent runs (oldest first) and each one's child runs, sorted by trial number."""
+    exp = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    everything = client.search_runs([exp], order_by=["attributes.start_time ASC"])
+    parents = [r for r in everything if r.data.tags.get("sweep.role") == "parent"]
+    children = {p.info.run_id: sorted(
+        (r for r in everything if r.data.tags.get("mlflow.parentRunId") == p.info.run_id),
+        key=lambda r: int(r.data.tags["sweep.trial"])) for p in parents}
+    return parents, children
+
+
+def test_four_trials_are_four_child_runs_under_one_parent(sweep, client, capsys) -> None:
+    outcome = sweep("sweep.n_trials=4", "agent.model.units=choice(8,24)", "agent.model.layers=1")
+    assert (outcome.exit_code, outcome.new_trials) == (0, 4)
+
+    trials = load().trials
+    assert [t.state for t in trials] == [COMPLETE] * 4
+    for t in trials:  # the command line replaced one dimension and fixed another
+        assert t.distributions["agent.model.units"] == CategoricalDistribution((8, 24))
+        assert t.params["agent.model.units"] in (8, 24)
+        assert "agent.model.layers" not in t.params and "agent.lr" in t.params
+        assert t.user_attrs["overrides"][-1] == f"seed={t.number}"
+
+    (parent,), children = runs(client)
+    kids = children[parent.info.run_id]
+    assert [r.info.run_name for r in kids] == ["trial-000", "trial-001", "trial-002", "trial-003"]
+    for t, run in zip(trials, kids, strict=True):
+        assert run.info.run_id == t.user_attrs["run_id"]
+        assert run.info.status == "FINISHED" and run.data.tags["sweep.state"] == "COMPLETE"
+        assert run.data.tags["sweep.study"] == "dqn-cartpole"
+        assert run.data.params["agent.model.layers"] == "1"   # the composed config ...
+        assert run.data.params["agent.model.units"] == run.data.tags["sampled.agent.model.units"]
+        assert run.data.params["seed"] == str(t.number)       # ... with sampled values marked
+        assert "agent.model.layers" not in {k.removeprefix("sampled.") for k in run.data.tags}
+        assert run.data.metrics["eval/mean_reward"] == t.value
+
+    best = max(trials, key=lambda t: t.value)
+    assert parent.info.status == "FINISHED"
+    parent = client.get_run(parent.info.run_id)
+    assert parent.data.metrics["best/eval/mean_reward"] == best.value
+    assert parent.data.params["best.agent.lr"] == str(best.params["agent.lr"])
+    assert parent.data.params["search.agent.model.units"] == "choice(8,24)"
+    assert parent.data.tags["best_trial"] == str(best.number)
+    assert {"plots/optimization_history.png", "plots/param_importances.png",
+            "plots/parallel_coordinate.png", "plots/intermediate_values.png",
+            "best_config.yaml", "top_trials.txt", "trials.csv"} <= artifact_paths(
+                client, parent.info.run_id)
+    best_cfg = yaml.safe_load(Path("multirun/dqn-cartpole/best_config.yaml").read_text())
+    assert best_cfg["agent"]["model"]["units"] == best.params["agent.model.units"]
+    assert best_cfg["seed"] == best.number
+
+    out = capsys.readouterr().out
+    assert "top trials:" in out and f"best: trial {best.number}" in out
+    assert "python -m sweep train agent.impl=keras-rl train.nb_steps=200" in out
+
+
+def test_second_invocation_resumes(sweep, client) -> None:
+    assert sweep("sweep.n_trials=2").new_trials == 2
+    first = load().trials
+    assert sweep("sweep.n_trials=2").new_trials == 0  # the same command: nothing left to do
+    assert sweep("sweep.n_trials=3").new_trials == 1  # n_trials is the total
+    trials = load().trials
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert [t.state for t in trials] == [COMPLETE] * 3
+    assert [(t.datetime_start, t.value) for t in trials[:2]] == [
+        (t.datetime_start, t.value) for t in first]
+    parents, children = runs(client)  # no parent run for the invocation with nothing to do
+    assert [[r.info.run_name for r in children[p.info.run_id]] for p in parents] == [
+        ["trial-000", "trial-001"], ["trial-002"]]
+
+
+def test_median_pruner_prunes_at_an_evaluation(sweep, client) -> None:
+    """A finished trial that scored 500 at every evaluation makes the median pruner
+    (set aggressive: one start-up trial, no warm-up) stop the new ones at their first."""
+    new_study().add_trial(optuna.trial.create_trial(
+        value=500.0, intermediate_values={100: 500.0, 200: 500.0}, params={},
+        distributions={}))
+    outcome = sweep("sweep.n_trials=3", "sweep.prune_startup_trials=1",
+                    "sweep.prune_warmup_steps=0")
+    assert outcome.exit_code == 0
+    trials = load().trials[1:]
+    assert [t.state for t in trials] == [PRUNED, PRUNED]
+    (parent,), children = runs(client)
+    for t, run in zip(trials, children[parent.info.run_id], strict=True):
+        assert list(t.intermediate_values) == [100]
+        assert 100 <= t.user_attrs["nb_steps"] < 200  # stopped at the first evaluation
+        assert run.info.status == "KILLED"
+        assert run.data.tags["sweep.state"] == "PRUNED" and run.data.tags["stopped"] == "pruned"
+        curve = client.get_metric_history(run.info.run_id, "eval/mean_reward")
+        assert [m.value for m in curve] == [t.intermediate_values[100]]
+
+
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(sweep, client) -> None:
+    study = new_study()
+    study.enqueue_trial({"agent.lr": 1e30})                   # the loss turns NaN
+    study.enqueue_trial({"agent.policy.value_min": 0.9})      # > value_max: a bad combination
+    outcome = sweep("sweep.n_trials=2", "agent.policy.value_max=0.5")
+    assert outcome.exit_code == 0
+    trials = load().trials
+    assert [t.state for t in trials] == [FAIL, FAIL, COMPLETE, COMPLETE]
+    assert trials[0].user_attrs["error"].startswith("FloatingPointError: NaN loss at step")
+    assert trials[1].user_attrs["error"] == ("ConfigError: agent.policy.value_min=0.9: must be "
+                                             "<= agent.policy.value_max (0.5)")
+    (parent,), children = runs(client)
+    kids = children[parent.info.run_id]
+    assert [r.info.status for r in kids] == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+    assert [r.data.tags["sweep.state"] for r in kids] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert [r.data.tags.get("error") for r in kids[:2]] == [
+        t.user_attrs["error"] for t in trials[:2]]
+
+
+def test_too_many_failures_stop_the_sweep(sweep, client, capsys) -> None:
+    outcome = sweep("sweep.n_trials=3", "sweep.max_failures=1", "agent.lr=1e30")
+    assert outcome.exit_code == 1
+    assert "stopped: 2 trials failed, more than sweep.max_failures=1" in outcome.message
+    assert [t.state for t in load().trials] == [FAIL, FAIL]
+    (parent,), _ = runs(client)
+    assert parent.info.status == "FAILED" and "max_failures" in parent.data.tags["error"]
+
+
+def test_two_worker_processes_share_one_storage(sweep, client) -> None:
+    outcome = sweep("sweep.n_trials=4", "sweep.n_jobs=2")
+    assert outcome.exit_code == 0, outcome.message
+    trials = load().trials
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert [t.state for t in trials] == [COMPLETE] * 4
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert len(pids) == 2 and os.getpid() not in pids
+    (parent,), children = runs(client)
+    kids = children[parent.info.run_id]
+    assert [r.info.run_name for r in kids] == ["trial-000", "trial-001", "trial-002", "trial-003"]
+    assert sorted(r.info.run_id for r in kids) == sorted(t.user_attrs["run_id"] for t in trials)
+
+
+def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri, client) -> None:
+    args = [*TINY, f"tracking.uri={tracking_uri}", "sweep.n_jobs=2", "sweep.n_trials=4",
+            "train.nb_steps=20000"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", "multirun", *args], cwd=workdir,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(1)
+        if Path("multirun/dqn-cartpole/study.log").exists():
+            running = load().get_trials(states=(TrialState.RUNNING,))
+            if len(running) == 2 and all(t.intermediate_values for t in running):
+                break
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "stopping: running trials end as FAILED" in err
+    trials = load().trials
+    assert [t.state for t in trials] == [FAIL, FAIL]
+    assert {t.user_attrs["error"] for t in trials} == {"Interrupted: stopped by Ctrl-C"}
+    (parent,), children = runs(client)
+    assert parent.info.status == "KILLED" and parent.data.tags["stopped"] == "interrupted"
+    assert [(r.info.status, r.data.tags["sweep.state"]) for r in children[parent.info.run_id]] \
+        == [("FAILED", "FAIL")] * 2
+
+    resumed = study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=1"]))
+    assert resumed.exit_code == 0
+    assert [t.state for t in load().trials] == [FAIL, FAIL, COMPLETE]

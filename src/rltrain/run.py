@@ -80,7 +80,7 @@ def _log_result(tracker: Tracker, name: str, result: Any, folder: Path,
         tracker.log_metric("test/mean_reward", result.test_mean_reward, step)
     tracker.log_metric("train/steps_per_second", result.steps_per_second, step)
     tracker.log_metric("train/wall_seconds", wall_seconds, step)
-    tracker.flush()
+    tracker.flush(wait=True)
     png = learning_curve(result.episode_end_steps, result.episode_rewards, result.evaluations,
                          folder / "learning_curve.png", title=name)
     tracker.log_artifact(png)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
 class Tracker:
-    """One MLflow run: buffered metrics, params, tags and artifacts, sent in batches."""
+    """One MLflow run: buffered metrics, params, tags and artifacts.
+
+    Metrics are sent in batches by one background thread, in order, so the training loop
+    does not wait for the store (TensorFlow releases the GIL while it trains).
+    """
 
     def __init__(self, client: MlflowClient, run_id: str, flush_seconds: float = 10.0) -> None:
         self.client = client
@@ -28,6 +33,8 @@ class Tracker:
         self.flush_seconds = flush_seconds
         self._buffer: list[Metric] = []
         self._last_flush = time.monotonic()
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-metrics")
+        self._sent: list[Future[None]] = []
         self.status = "RUNNING"
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -48,11 +55,17 @@ class Tracker:
         if overdue or len(self._buffer) >= MAX_BATCH:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
+        """Send the queued metrics; with ``wait``, block until the store has them all."""
         while self._buffer:
             batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
-            self.client.log_batch(self.run_id, metrics=batch)
+            self._sent.append(self._sender.submit(self.client.log_batch, self.run_id,
+                                                  metrics=batch))
         self._last_flush = time.monotonic()
+        done = [f for f in self._sent if wait or f.done()]
+        self._sent = [f for f in self._sent if f not in done]
+        for future in done:
+            future.result()  # re-raise a failed send here, in the caller's thread
 
     def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(folder), artifact_path)
@@ -62,9 +75,12 @@ class Tracker:
 
     def end(self, status: str) -> None:
         """Flush and close the run with ``status`` (FINISHED, FAILED, KILLED)."""
-        self.flush()
-        self.client.set_terminated(self.run_id, status)
-        self.status = status
+        try:
+            self.flush(wait=True)
+        finally:
+            self._sender.shutdown(wait=True)
+            self.client.set_terminated(self.run_id, status)
+            self.status = status
 
 
 def client_for(uri: str) -> MlflowClient:
@@ -167,4 +183,4 @@ class MetricsCallback:
         self.tracker.flush()  # evaluations are rare and worth seeing at once
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
-        self.tracker.flush()
+        self.tracker.flush(wait=True)

@@ -182,11 +182,9 @@ def log_plan(parent: Tracker, plan: Plan) -> None:
     parent.log_params(params)
 
 
-def finish(parent: Tracker, study: optuna.Study, plan: Plan, message: str) -> None:
+def finish(parent: Tracker, study: optuna.Study, plan: Plan) -> None:
     """Print the summary; record best value, params, config, table and plots in the parent."""
     best = summary(study, plan)
-    if message:
-        print(message)
     folder = plan.folder
     trials = study.get_trials(deepcopy=False)
     for state in ("COMPLETE", "PRUNED", "FAIL"):

@@ -430,7 +430,7 @@ def run(plan: Plan) -> Outcome:
             crashed = run_workers(job, min(s.n_jobs, left))
         fail_stale_trials(study, plan)  # trials of a crashed worker
         outcome = _outcome(study, job, crashed)
-        report.finish(parent, study, plan, outcome.message)
+        report.finish(parent, study, plan)
         if outcome.exit_code == 130:
             parent.set_tags({"stopped": "interrupted"})
             parent.end("KILLED")

@@ -204,8 +204,9 @@ class FastDQNAgent(DQNAgent):
         with tf.control_dependencies(soft):
             updates = optimizer.get_updates(loss=loss, params=self.model.trainable_weights)
         step_ops = list(updates)
-        if soft:
-            step_ops += [t.assign(v) for (t, _), v in zip(pairs, soft, strict=True)]
+        if soft:  # written after the update, which needs the loss, which read the target
+            with tf.control_dependencies(updates):
+                step_ops += [t.assign(v) for (t, _), v in zip(pairs, soft, strict=True)]
         with tf.control_dependencies(step_ops):
             fetched = [tf.stack([loss, mae, mean_q])]
             fetched += [tf.reshape(v.read_value(), (-1,)) for v in online_vars]

@@ -3,6 +3,11 @@
 Commands:
   train [overrides]       train one agent (the default when no command is given)
   multirun [overrides]    run or resume an Optuna sweep (also: -m, --multirun)
+  reproduce RUN_ID|best   retrain a recorded run with its config and seed; match or mismatch
+  evaluate RUN_ID|best seeds=N [jobs=2] [threshold=X]
+                          retrain on N fresh seeds: mean, std, 95% CI, IQM, solved fraction
+  watch RUN_ID [episodes=1]
+                          a GIF of the run's trained agent, logged on the run
 
 Overrides use Hydra's syntax: ``agent.model.units=64 train.nb_steps=2000``.
 """
@@ -33,7 +38,26 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "multirun": cmd_multirun}
+def cmd_reproduce(args: list[str]) -> int:
+    from sweep.reproduce import cmd_reproduce as run
+
+    return run(args)
+
+
+def cmd_evaluate(args: list[str]) -> int:
+    from sweep.evaluate import cmd_evaluate as run
+
+    return run(args)
+
+
+def cmd_watch(args: list[str]) -> int:
+    from sweep.reproduce import cmd_watch as run
+
+    return run(args)
+
+
+COMMANDS = {"train": cmd_train, "multirun": cmd_multirun, "reproduce": cmd_reproduce,
+            "evaluate": cmd_evaluate, "watch": cmd_watch}
 MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
 
 

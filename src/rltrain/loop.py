@@ -145,11 +145,13 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
         callbacks.on_evaluation_end(agent.step, evaluate(agent.step))
 
 
-def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int) -> list[float]:
+def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int,
+                 frames: list[Any] | None = None) -> list[float]:
     """Play ``nb_episodes`` with the agent's test policy, as ``Agent.test`` does.
 
     Episode ``i`` starts from ``env.reset(seed=seed + i)``, so every evaluation sees the
-    same start states. The agent's training flag is restored afterwards.
+    same start states. With ``frames``, each ``env.render()`` is appended to it. The
+    agent's training flag is restored afterwards.
     """
     was_training = agent.training
     agent.training = False
@@ -158,6 +160,8 @@ def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int) -> list[floa
         for i in range(nb_episodes):
             agent.reset_states()
             observation, _ = env.reset(seed=seed + i)
+            if frames is not None:
+                frames.append(env.render())
             total, done = 0.0, False
             while not done:
                 action = agent.forward(observation)
@@ -165,6 +169,8 @@ def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int) -> list[floa
                 done = terminated or truncated
                 agent.backward(float(reward), terminal=done)
                 total += float(reward)
+                if frames is not None:
+                    frames.append(env.render())
             agent.forward(observation)
             agent.backward(0.0, terminal=False)
             rewards.append(total)

@@ -34,3 +34,27 @@ def learning_curve(episode_end_steps: list[int], episode_rewards: list[float],
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def seed_curves(curves: list[list[tuple[int, float]]], path: Path, title: str = "") -> Path:
+    """Every seed's evaluation curve, their mean and a +-1 standard deviation band."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    grid = np.array(sorted({step for curve in curves for step, _ in curve}))
+    on_grid = []
+    for curve in curves:
+        steps, values = zip(*curve, strict=True)
+        ax.plot(steps, values, color="tab:blue", alpha=0.35, lw=1)
+        on_grid.append(np.interp(grid, steps, values))
+    mean, std = np.mean(on_grid, axis=0), np.std(on_grid, axis=0)
+    ax.fill_between(grid, mean - std, mean + std, color="tab:orange", alpha=0.25,
+                    label="mean +- 1 std")
+    ax.plot(grid, mean, color="tab:orange", lw=2.2, label=f"mean of {len(curves)} seeds")
+    ax.set_xlabel("environment step")
+    ax.set_ylabel("greedy evaluation reward")
+    ax.set_title(title or "learning curves over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

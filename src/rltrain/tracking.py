@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,46 @@ class MetricsCallback:
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
         self.tracker.flush(wait=True)
+
+
+class RunNotFound(LookupError):
+    """A run id, or an artifact of a run, that the tracking store does not have."""
+
+
+@dataclass
+class StoredRun:
+    """What the store holds about a finished run."""
+
+    run_id: str
+    name: str
+    status: str
+    experiment: str
+    tags: dict[str, str]
+
+
+def stored_run(uri: str, run_id: str) -> StoredRun:
+    """Look a run up; raise RunNotFound with one line if the store does not have it."""
+    client = client_for(uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        raise RunNotFound(f"run {run_id}: not found in the tracking store "
+                          f"{mask_url(uri) or '(local mlflow.db)'}") from err
+    experiment = client.get_experiment(run.info.experiment_id).name
+    return StoredRun(run_id, run.info.run_name or "", run.info.status, experiment,
+                     dict(run.data.tags))
+
+
+def download_artifact(uri: str, run_id: str, path: str, folder: Path) -> Path:
+    """Download one artifact of a run into ``folder``; RunNotFound if it has none."""
+    client = client_for(uri)
+    if path not in {item.path for item in client.list_artifacts(run_id)}:
+        raise RunNotFound(f"run {run_id}: has no artifact {path}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, path, str(folder)))
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """``[(step, value), ...]`` of a metric, in the order it was logged."""
+    history = client_for(uri).get_metric_history(run_id, key)
+    return [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]

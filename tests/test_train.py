@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from rltrain.loop import StopTraining
 from rltrain.run import tracked_train
 from rltrain.train import train
-from tests.conftest import run_cli
+from tests.conftest import TINY, run_cli, run_python
 
 
 def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
@@ -46,13 +46,29 @@ def test_tracked_run_records_metrics_and_artifacts(tiny, client: MlflowClient) -
     assert {"loss", "mae", "mean_q", "mean_eps", "nb_steps", "duration"} <= log.keys()
 
 
-def test_same_seed_same_rewards(tiny) -> None:
+SAME_SEED = """
+import json, sys
+from pathlib import Path
+from rltrain.config import compose_config
+from rltrain.train import train
+r = train(compose_config(sys.argv[1:]), Path("child"))
+print(json.dumps([r.episode_rewards, r.evaluations, r.test_rewards]))
+"""
+
+
+def test_same_seed_same_rewards(tiny, workdir: Path) -> None:
+    """Same seed: identical episodes in this process and in a fresh one; another seed differs."""
+    overrides = [*TINY, "seed=3"]
     first = train(tiny("seed=3"), Path("a"))
+    proc = run_python("-c", SAME_SEED, *overrides, cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rewards, evaluations, test = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert first.episode_rewards == rewards
+    assert [list(e) for e in first.evaluations] == evaluations
+    assert first.test_rewards == test
     again = train(tiny("seed=3"), Path("b"))
+    assert again.episode_rewards == first.episode_rewards
     other = train(tiny("seed=4"), Path("c"))
-    assert first.episode_rewards == again.episode_rewards
-    assert first.evaluations == again.evaluations
-    assert first.test_rewards == again.test_rewards
     assert first.episode_rewards != other.episode_rewards
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
 
-from rltrain.config import mask_url
+from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from rltrain.config import mask_url  # noqa: E402
 
 METRIC_NAMES = {"mean_eps": "epsilon"}  # keras-rl2 metric name -> MLflow metric name
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call

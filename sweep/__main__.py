@@ -3,6 +3,8 @@
 Commands:
   train [overrides]       train one agent (the default when no command is given)
   multirun [overrides]    run or resume an Optuna sweep (also: -m, --multirun)
+  best [sweep.study_name=NAME] [--json] [export=NAME]
+                          the best trial of a study and the command that trains it again
   reproduce RUN_ID|best   retrain a recorded run with its config and seed; match or mismatch
   evaluate RUN_ID|best seeds=N [jobs=2] [threshold=X]
                           retrain on N fresh seeds: mean, std, 95% CI, IQM, solved fraction
@@ -38,6 +40,12 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
+def cmd_best(args: list[str]) -> int:
+    from sweep.best import cmd_best as run
+
+    return run(args)
+
+
 def cmd_reproduce(args: list[str]) -> int:
     from sweep.reproduce import cmd_reproduce as run
 
@@ -56,7 +64,8 @@ def cmd_watch(args: list[str]) -> int:
     return run(args)
 
 
-COMMANDS = {"train": cmd_train, "multirun": cmd_multirun, "reproduce": cmd_reproduce,
+COMMANDS = {"train": cmd_train, "multirun": cmd_multirun, "best": cmd_best,
+            "reproduce": cmd_reproduce,
             "evaluate": cmd_evaluate, "watch": cmd_watch}
 MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
 

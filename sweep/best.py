@@ -1,0 +1,115 @@
+"""``python -m sweep best [sweep.study_name=NAME] [--json] [export=NAME]``: a study's winner.
+
+Prints the best trial (value, number, MLflow run id, sampled values) and the command that
+trains its config again. ``export=NAME`` writes that config as a Hydra experiment file,
+``conf/experiment/NAME.yaml``, so that ``python -m sweep +experiment=NAME`` trains it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, mask_url
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+@dataclass
+class BestTrial:
+    """The best finished trial of a study and how to train it again."""
+
+    study: str
+    trial: int
+    value: float
+    run_id: str
+    params: dict[str, Any]
+    overrides: list[str]
+
+    @property
+    def command(self) -> str:
+        return "python -m sweep train " + " ".join(shlex.quote(o) for o in self.overrides)
+
+
+def load_existing_study(sweep_args: list[str]) -> Any:
+    """Load the study ``sweep.*`` names, without creating anything; ConfigError if absent."""
+    import optuna
+
+    from sweep.settings import plan
+    from sweep.study import open_storage
+
+    p = plan([a for a in sweep_args if a.startswith("sweep.")])
+    name = p.settings.study_name
+    where = mask_url(p.storage)
+    if "://" not in p.storage and not Path(p.storage).exists():
+        raise ConfigError(f"sweep.study_name={name}: no study at {where}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(p))
+    except KeyError as err:
+        raise ConfigError(f"sweep.study_name={name}: no such study in {where}") from err
+
+
+def best_trial(sweep_args: list[str]) -> BestTrial:
+    """The study's best COMPLETE trial; ConfigError if it has none."""
+    study = load_existing_study(sweep_args)
+    try:
+        best = study.best_trial
+    except ValueError as err:
+        raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet") from err
+    return BestTrial(study=study.study_name, trial=best.number, value=float(best.value),
+                     run_id=str(best.user_attrs.get("run_id", "")), params=dict(best.params),
+                     overrides=list(best.user_attrs.get("overrides", [])))
+
+
+def check_export_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"export={name}: use letters, digits, '-' and '_'")
+
+
+def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
+    """Write ``conf/experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides."""
+    check_export_name(name)
+    compose_config(best.overrides)  # still a valid config today?
+    nested = OmegaConf.from_dotlist([o.lstrip("+") for o in best.overrides])
+    path = conf_dir / "experiment" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    header = (f"# @package _global_\n# Best trial {best.trial} of study {best.study} "
+              f"({best.value:g}), MLflow run {best.run_id}.\n"
+              f"# Train it: python -m sweep +experiment={name}\n")
+    path.write_text(header + OmegaConf.to_yaml(nested))
+    return path
+
+
+def cmd_best(args: list[str]) -> int:
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    exports = [a.split("=", 1)[1] for a in args if a.startswith("export=")]
+    unknown = [a for a in args if not a.startswith(("sweep.", "export="))]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: best takes sweep.KEY=VALUE, export=NAME and --json")
+    for name in exports:
+        check_export_name(name)
+    best = best_trial([a for a in args if a.startswith("sweep.")])
+    path = export(best, exports[-1]) if exports else None
+    if as_json:
+        print(json.dumps({**asdict(best), "command": best.command,
+                          "experiment": str(path) if path else None}))
+        return 0
+    print(f"study {best.study}: best trial {best.trial}, value {best.value:g}")
+    print(f"  MLflow run: {best.run_id}")
+    for key, value in best.params.items():
+        print(f"  {key} = {value}")
+    print(f"train it again:\n  {best.command}")
+    if path:
+        print(f"wrote {path}; train it with:\n  python -m sweep +experiment={path.stem}")
+    else:
+        print("as an experiment file: python -m sweep best export=NAME")
+    print(f"judge it on many seeds:\n  python -m sweep evaluate {best.run_id} seeds=10")
+    return 0

@@ -1,0 +1,80 @@
+"""best, reproduce best and the exported experiment file, on a real tiny study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from rltrain.config import DEFAULT_CONF_DIR, compose_config
+from rltrain.train import train
+from tests.conftest import run_cli
+
+SWEEP = ["multirun", "sweep.study_name=tiny", "sweep.n_trials=3", "sweep.n_jobs=1",
+         "sweep.pruner=none", "train.nb_steps=300", "train.eval_interval=100",
+         "train.eval_episodes=2", "train.test_episodes=1", "agent.memory.limit=1000"]
+
+
+@pytest.fixture
+def study(workdir: Path, tracking_uri: str) -> optuna.Study:
+    proc = run_cli(*SWEEP, f"tracking.uri={tracking_uri}", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(workdir / "multirun/tiny/study.log")))
+    return optuna.load_study(study_name="tiny", storage=storage)
+
+
+def test_best_names_the_best_trial_and_reproduces(study: optuna.Study, workdir: Path,
+                                                  tracking_uri: str) -> None:
+    proc = run_cli("best", "sweep.study_name=tiny", "--json", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    best = json.loads(proc.stdout)
+    values = {t.number: t.value for t in study.trials if t.value is not None}
+    assert best["trial"] == max(values, key=lambda n: values[n])
+    assert best["value"] == max(values.values())
+    assert best["run_id"] == study.trials[best["trial"]].user_attrs["run_id"]
+    assert best["params"] == study.trials[best["trial"]].params
+
+    proc = run_cli("reproduce", "best", "sweep.study_name=tiny", f"tracking.uri={tracking_uri}",
+                   cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("match: run ") and best["run_id"] in proc.stdout
+
+
+def test_exported_experiment_composes_and_trains(study: optuna.Study, workdir: Path) -> None:
+    name = f"test-export-{workdir.name}"
+    path = DEFAULT_CONF_DIR / "experiment" / f"{name}.yaml"
+    try:
+        proc = run_cli("best", "sweep.study_name=tiny", f"export={name}", cwd=workdir)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"python -m sweep +experiment={name}" in proc.stdout
+        assert path.read_text().startswith("# @package _global_")
+        cfg = compose_config([f"+experiment={name}", "train.progress=false"])
+        best = study.best_trial
+        assert cfg.seed == int(dict(o.split("=") for o in best.user_attrs["overrides"])["seed"])
+        for key, value in best.params.items():
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
+            assert node == value
+        result = train(cfg, Path("exported"))
+        assert result.nb_steps == 300 and result.evaluations
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["best", "sweep.study_name=nope"], "sweep.study_name=nope: no study at"),
+    (["best", "sweep.nonsense=1"], "sweep.nonsense"),
+    (["best", "export=bad/name"], "export=bad/name"),
+    (["reproduce", "best", "sweep.study_name=nope"], "sweep.study_name=nope: no study at"),
+])
+def test_bad_input(args: list[str], message: str, workdir: Path) -> None:
+    proc = run_cli(*args, cwd=workdir)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {message}")
+    assert not (workdir / "multirun" / "nope").exists()
+

@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test postgres bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 run: $(VENV)/.installed  ## train the tutorial agent (make run ARGS="agent.model.units=64")
 	$(PY) -m sweep $(ARGS)
 
-test: $(VENV)/.installed  ## lint, then the test suite
+postgres:  ## PostgreSQL's server for the distributed tests (Debian's package), if missing
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+test: $(VENV)/.installed postgres  ## lint, then the test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(ARGS)
 

@@ -10,8 +10,10 @@ the same seed in its own temporary folder:
     full     sweep.pruner=none    sweep.n_jobs=2
     serial   sweep.pruner=none    sweep.n_jobs=1
 
-and prints wall time, env steps trained, trials pruned and the best value of each, then
-the ratios full/pruned (what pruning saves) and serial/full (what a second worker gives).
+and prints wall time, CPU time (all processes of the sweep), env steps trained, trials
+pruned and the best value of each, then the ratios full/pruned (what pruning saves) and
+serial/full (what a second worker gives). "cores" is CPU time / wall time: a second worker
+only helps when a second core is free, so the load average is printed before each sweep.
 Extra arguments are overrides for all three (e.g. ``train.nb_steps=10000``).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +47,7 @@ VARIANTS = {  # name -> overrides
 class Result:
     name: str
     seconds: float
+    cpu: float
     steps: int
     complete: int
     pruned: int
@@ -59,10 +63,13 @@ def run_variant(name: str, overrides: list[str], extra: list[str], trials: int,
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     args = [sys.executable, "-m", "sweep", "multirun", f"sweep.n_trials={trials}",
             "sweep.study_name=bench", *overrides, *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True,
                           check=False)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and its workers
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     (folder / "stdout.txt").write_text(proc.stdout)
     (folder / "stderr.txt").write_text(proc.stderr)
     if proc.returncode:
@@ -70,7 +77,7 @@ def run_variant(name: str, overrides: list[str], extra: list[str], trials: int,
     storage = JournalStorage(JournalFileBackend(str(folder / "multirun/bench/study.log")))
     trials_ = optuna.load_study(study_name="bench", storage=storage).trials
     values = [t.value for t in trials_ if t.state == TrialState.COMPLETE]
-    return Result(name, seconds, sum(t.user_attrs.get("nb_steps", 0) for t in trials_),
+    return Result(name, seconds, cpu, sum(t.user_attrs.get("nb_steps", 0) for t in trials_),
                   len(values), sum(t.state == TrialState.PRUNED for t in trials_),
                   sum(t.state == TrialState.FAIL for t in trials_),
                   max(values, default=float("nan")),
@@ -88,14 +95,17 @@ def main() -> None:
           f"cores: {os.cpu_count()}; folders in {root}", flush=True)
     results = {}
     for name, overrides in VARIANTS.items():
+        load = os.getloadavg()[0]
         results[name] = r = run_variant(name, overrides, opts.overrides, opts.trials,
                                         root / name)
-        print(f"{name:<7} {' '.join(overrides):<36} {r.seconds:7.1f} s  {r.steps:>8,} steps  "
+        print(f"{name:<7} {' '.join(overrides):<36} load {load:4.1f}  {r.seconds:6.1f} s  "
+              f"cpu {r.cpu:6.1f} s ({r.cpu / r.seconds:.2f} cores)  {r.steps:>8,} steps  "
               f"complete {r.complete:2d}  pruned {r.pruned:2d}  failed {r.failed}  "
               f"best {r.best:6.1f}  median {r.median:6.1f}", flush=True)
     p, f, s = results["pruned"], results["full"], results["serial"]
     print(f"pruning  (full / pruned, 2 workers): wall time {f.seconds / p.seconds:.2f}x, "
-          f"env steps {f.steps / max(p.steps, 1):.2f}x; best {f.best:.1f} vs {p.best:.1f}")
+          f"cpu time {f.cpu / p.cpu:.2f}x, env steps {f.steps / max(p.steps, 1):.2f}x; "
+          f"best {f.best:.1f} vs {p.best:.1f}")
     print(f"parallel (1 worker / 2 workers, no pruning): wall time "
           f"{s.seconds / f.seconds:.2f}x for {s.steps:,} vs {f.steps:,} steps; "
           f"throughput {f.steps / f.seconds / (s.steps / s.seconds):.2f}x")

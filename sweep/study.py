@@ -55,6 +55,7 @@ class Job:
     lock: Any           # multiprocessing Lock: budget check + ask are atomic across workers
     stop: Any           # multiprocessing Event: set by Ctrl-C
     n_existing: int     # trials in the study when this invocation began
+    main_pid: int       # the invocation's own process
     in_subprocess: bool = False
 
 
@@ -151,16 +152,23 @@ def failures(study: optuna.Study, invocation: str) -> list[optuna.trial.FrozenTr
 
 
 def fail_stale_trials(study: optuna.Study, plan: Plan) -> None:
-    """RUNNING trials whose worker process on this host is gone (killed) become FAILED."""
+    """RUNNING trials whose worker process on this host is gone (killed) become FAILED;
+    the parent run of a sweep whose main process is gone ends KILLED."""
     host = socket.gethostname()
+    orphans = set()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("pid")
+        pid, invocation = t.user_attrs.get("pid"), t.user_attrs.get("invocation", "")
         if t.user_attrs.get("host") != host or not pid or _alive(pid):
             continue
-        reason = f"stale: its worker process {pid} is gone"
-        Trial(study, t._trial_id).set_user_attr("error", reason)
+        Trial(study, t._trial_id).set_user_attr("error", f"stale: worker process {pid} is gone")
         study.tell(t.number, state=TrialState.FAIL)
-        _tag_runs(plan, t.number, "FAIL", t.user_attrs.get("invocation", ""), end=True)
+        _tag_runs(plan, t.number, "FAIL", invocation, end=True)
+        if not _alive(t.user_attrs.get("main_pid", pid)):
+            orphans.add(invocation)
+    for run_id in orphans - {""}:
+        tracker = tracker_for(plan.tracking_uri, run_id)
+        tracker.set_tags({"stopped": "its sweep process is gone"})
+        tracker.end("KILLED")
 
 
 def _alive(pid: int) -> bool:
@@ -201,7 +209,7 @@ class TrialCallback:
     """
 
     def __init__(self, trial: Trial, eval_interval: int, nb_steps: int,
-                 should_stop: Callable[[], bool]) -> None:
+                 should_stop: Callable[[], str]) -> None:
         self.trial, self.interval, self.nb_steps = trial, eval_interval, nb_steps
         self.should_stop = should_stop
         self.agent: Any = None
@@ -217,20 +225,20 @@ class TrialCallback:
                    and a.step % getattr(a, "train_interval", 1) == 0)
         if trained and metrics[0] != metrics[0]:
             raise FloatingPointError(f"NaN loss at step {a.step}")
-        if self.steps % STOP_CHECK_STEPS == 0 and self.should_stop():
-            raise Interrupted("stopped by Ctrl-C")
+        if self.steps % STOP_CHECK_STEPS == 0 and (why := self.should_stop()):
+            raise Interrupted(why)
 
     def on_evaluation_end(self, step: int, logs: dict[str, Any]) -> None:
         at = step if step >= self.nb_steps else step // self.interval * self.interval
         self.trial.report(float(logs["mean_reward"]), at)
         if self.trial.should_prune():
             raise StopTraining("pruned")
-        if self.should_stop():
-            raise Interrupted("stopped by Ctrl-C")
+        if why := self.should_stop():
+            raise Interrupted(why)
 
 
 def run_trial(study: optuna.Study, trial: Trial, job: Job,
-              should_stop: Callable[[], bool]) -> TrialState:
+              should_stop: Callable[[], str]) -> TrialState:
     """Sample, compose, train and tell. Any exception ends the trial FAILED; a real
     KeyboardInterrupt is re-raised after that."""
     from rltrain.run import tracked_train
@@ -340,8 +348,13 @@ def work(job: Job, worker: int) -> None:
     study = load_study(job, worker)
     parent = os.getppid()
 
-    def should_stop() -> bool:
-        return job.stop.is_set() or (job.in_subprocess and os.getppid() != parent)
+    def should_stop() -> str:
+        """Why this worker should stop now, or ""."""
+        if job.stop.is_set():
+            return "stopped by Ctrl-C"
+        if job.in_subprocess and os.getppid() != parent:
+            return "the sweep's main process is gone"
+        return ""
 
     s = job.plan.settings
     while not should_stop():
@@ -354,7 +367,12 @@ def work(job: Job, worker: int) -> None:
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("invocation", job.parent_run_id)
             trial.set_user_attr("worker", worker)
+            trial.set_user_attr("main_pid", job.main_pid)
         run_trial(study, trial, job, should_stop)
+    if job.in_subprocess and os.getppid() != parent:  # nobody else will close the parent run
+        tracker = tracker_for(job.plan.tracking_uri, job.parent_run_id)
+        tracker.set_tags({"stopped": "its sweep process is gone"})
+        tracker.end("KILLED")
 
 
 def run_workers(job: Job, n_workers: int) -> list[str]:
@@ -423,7 +441,7 @@ def run(plan: Plan) -> Outcome:
             "sweep.storage": mask_url(plan.storage)}
     with tracked_run(plan.tracking_uri, plan.experiment, name, tags=tags) as parent:
         report.log_plan(parent, plan)
-        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), n_existing)
+        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), n_existing, os.getpid())
         monitor = report.Monitor(plan, parent.run_id, lambda: optuna.load_study(
             study_name=s.study_name, storage=open_storage(plan)))
         with ctrl_c_sets(job.stop), monitor:

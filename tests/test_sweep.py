@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -171,6 +172,19 @@ def test_too_many_failures_stop_the_sweep(sweep, client, capsys) -> None:
     assert [t.state for t in load().trials] == [FAIL, FAIL]
     (parent,), _ = runs(client)
     assert parent.info.status == "FAILED" and "max_failures" in parent.data.tags["error"]
+
+
+def test_trial_of_a_killed_process_fails_when_the_study_resumes(sweep) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    trial = new_study().ask()  # RUNNING forever: its process was killed (kill -9, OOM)
+    for key, value in {"pid": dead.pid, "main_pid": dead.pid,
+                       "host": socket.gethostname()}.items():
+        trial.set_user_attr(key, value)
+    assert sweep("sweep.n_trials=1").exit_code == 0
+    trials = load().trials
+    assert [t.state for t in trials] == [FAIL, COMPLETE]
+    assert trials[0].user_attrs["error"] == f"stale: worker process {dead.pid} is gone"
 
 
 def test_two_worker_processes_share_one_storage(sweep, client) -> None:

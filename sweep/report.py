@@ -36,8 +36,10 @@ def resuming(study: optuna.Study, plan: Plan, left: int) -> None:
         print(f"study {s.study_name}: new, {s.n_trials} trials, {s.n_jobs} worker(s), "
               f"storage {where}", file=sys.stderr)
     else:
-        print(f"study {s.study_name}: resuming ({counts}); {max(left, 0)} of {s.n_trials} "
-              f"trials left, storage {where}", file=sys.stderr)
+        todo = f"{left} of {s.n_trials} trials left" if left > 0 else \
+            f"all {s.n_trials} trials done (raise sweep.n_trials to run more)"
+        print(f"study {s.study_name}: resuming ({counts}); {todo}, storage {where}",
+              file=sys.stderr)
     if study.user_attrs.get("space", plan.space.describe()) != plan.space.describe():
         print("note: the search space differs from the one this study started with",
               file=sys.stderr)

@@ -125,6 +125,14 @@ def test_second_invocation_resumes(sweep, client) -> None:
         ["trial-000", "trial-001"], ["trial-002"]]
 
 
+def test_same_sweep_seed_same_trials(sweep) -> None:
+    for name in ("a", "b"):
+        assert sweep("sweep.n_trials=2", f"sweep.study_name={name}").exit_code == 0
+    a, b = load("a").trials, load("b").trials
+    assert [(t.params, t.value, t.intermediate_values) for t in a] == [
+        (t.params, t.value, t.intermediate_values) for t in b]
+
+
 def test_median_pruner_prunes_at_an_evaluation(sweep, client) -> None:
     """A finished trial that scored 500 at every evaluation makes the median pruner
     (set aggressive: one start-up trial, no warm-up) stop the new ones at their first."""

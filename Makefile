@@ -1,11 +1,11 @@
-# The README's two commands: `make run` (the main job) and `make test` (the test suite).
+# The README's two commands: `make run` (the main job: the default sweep) and `make test`.
 # Both create .venv from requirements.lock on first use.
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run test postgres bench clean
+.PHONY: run train test postgres bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-run: $(VENV)/.installed  ## train the tutorial agent (make run ARGS="agent.model.units=64")
-	$(PY) -m sweep $(ARGS)
+run: $(VENV)/.installed  ## the default sweep (make run ARGS="sweep.n_trials=10")
+	$(PY) -m sweep multirun $(ARGS)
+
+train: $(VENV)/.installed  ## train one agent (make train ARGS="agent.model.units=64")
+	$(PY) -m sweep train $(ARGS)
 
 postgres:  ## PostgreSQL's server for the distributed tests (Debian's package), if missing
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \

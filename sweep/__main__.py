@@ -10,6 +10,8 @@ Commands:
                           retrain on N fresh seeds: mean, std, 95% CI, IQM, solved fraction
   watch RUN_ID [episodes=1]
                           a GIF of the run's trained agent, logged on the run
+  worker [overrides]      join an existing study (same settings as its multirun), e.g.
+                          from another machine on sweep.storage=postgresql://USER@HOST/DB
 
 Overrides use Hydra's syntax: ``agent.model.units=64 train.nb_steps=2000``.
 """
@@ -40,6 +42,13 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
+def cmd_worker(args: list[str]) -> int:
+    """Join an existing study and run its trials (sweep/study.py)."""
+    from sweep.study import cmd_worker as run
+
+    return run(args)
+
+
 def cmd_best(args: list[str]) -> int:
     from sweep.best import cmd_best as run
 
@@ -66,7 +75,7 @@ def cmd_watch(args: list[str]) -> int:
 
 COMMANDS = {"train": cmd_train, "multirun": cmd_multirun, "best": cmd_best,
             "reproduce": cmd_reproduce,
-            "evaluate": cmd_evaluate, "watch": cmd_watch}
+            "evaluate": cmd_evaluate, "watch": cmd_watch, "worker": cmd_worker}
 MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
 
 

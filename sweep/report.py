@@ -27,12 +27,15 @@ PLOTS = ("optimization_history", "param_importances", "parallel_coordinate",
          "intermediate_values")
 
 
-def resuming(study: optuna.Study, plan: Plan, left: int) -> None:
-    """One line saying whether the study is new or resumed, and what is left to run."""
+def resuming(study: optuna.Study, plan: Plan, left: int, joining: bool = False) -> None:
+    """One line saying whether the study is new, resumed or joined, and what is left to run."""
     s = plan.settings
     counts = _counts(study.trials)
     where = mask_url(plan.storage)
-    if not study.trials:
+    if joining:
+        print(f"study {s.study_name}: joining ({counts}); {max(left, 0)} of {s.n_trials} "
+              f"trials left, {s.n_jobs} worker(s), storage {where}", file=sys.stderr)
+    elif not study.trials:
         print(f"study {s.study_name}: new, {s.n_trials} trials, {s.n_jobs} worker(s), "
               f"storage {where}", file=sys.stderr)
     else:
@@ -127,7 +130,8 @@ def trial_line(t: FrozenTrial, best: FrozenTrial | None) -> str:
     """``trial 7 COMPLETE 412.4  model.units=64 lr=0.0012 ...`` (or the error, when failed)."""
     head = f"trial {t.number:3d} {t.state.name:<8}"
     if t.state == TrialState.FAIL:
-        return f"{head} {t.user_attrs.get('error', '')}"[:300]
+        why = t.user_attrs.get("error", "no heartbeat: its worker is gone")
+        return f"{head} {why}"[:300]
     value = f"{t.value:8.1f}" if t.value is not None else "       -"
     if t.state == TrialState.PRUNED and t.last_step is not None:
         value += f" at step {t.last_step}"
@@ -223,6 +227,9 @@ def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
     except Exception as err:  # pandas missing, or nothing to tabulate
         print(f"warning: trials.csv not written: {err}", file=sys.stderr)
         return
+    for column in frame.columns:  # overrides may hold a tracking URL with a password
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(lambda v: mask_url(str(v)) if v == v else v)
     frame.to_csv(path, index=False)
     parent.log_artifact(path)
 

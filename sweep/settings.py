@@ -51,6 +51,9 @@ class SweepSettings:
     direction: str = "maximize"
     metric: str = "eval/mean_reward"
     max_failures: int = 5
+    heartbeat_interval: int = 10
+    grace_period: int = 60
+    max_retry: int = 2
 
 
 @dataclass
@@ -156,6 +159,12 @@ def check_settings(s: SweepSettings) -> None:
         ("direction", s.direction, s.direction in DIRECTIONS, "must be maximize or minimize"),
         ("metric", s.metric, s.metric in METRICS, f"must be one of {', '.join(METRICS)}"),
         ("max_failures", s.max_failures, s.max_failures >= 0, "must be >= 0"),
+        ("heartbeat_interval", s.heartbeat_interval, s.heartbeat_interval >= 1,
+         "must be >= 1 (seconds)"),
+        ("grace_period", s.grace_period, s.grace_period > s.heartbeat_interval,
+         f"must be > sweep.heartbeat_interval ({s.heartbeat_interval}), else live trials "
+         "look dead"),
+        ("max_retry", s.max_retry, s.max_retry >= 0, "must be >= 0"),
     ]
     for key, value, ok, why in checks:
         if not ok:

@@ -6,18 +6,22 @@ One invocation is one MLflow parent run; each trial is a nested child run traine
 ``rltrain.run.tracked_train`` from a config Hydra composes out of the base config, the
 fixed overrides and the sampled values. Each greedy evaluation is reported to the trial,
 and the pruner may stop it there. The study lives in a storage (by default a journal file
-in ``multirun/<study>/``), so running the same command again resumes it.
+in ``multirun/<study>/``, or a database shared by machines: see sweep/storage.py), so
+running the same command again resumes it, and ``python -m sweep worker`` joins it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,14 +32,24 @@ from typing import Any
 import numpy as np
 import optuna
 from omegaconf import DictConfig
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import Trial, TrialState
 
 from rltrain.config import ConfigError, compose_config, mask_url, validate
 from rltrain.loop import StopTraining
-from rltrain.tracking import find_runs, tracked_run, tracker_for
+from rltrain.tracking import check_server, tracked_run, tracker_for
 from sweep import report
 from sweep import space as space_
 from sweep.settings import Plan, SweepSettings, plan
+from sweep.storage import (
+    Heartbeat,
+    check_storage,
+    claim_lock,
+    fail_stale_trials,
+    heartbeats,
+    open_storage,
+    tag_trial_runs,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (*FINISHED, TrialState.RUNNING)  # what counts against sweep.n_trials
@@ -56,6 +70,7 @@ class Job:
     stop: Any           # multiprocessing Event: set by Ctrl-C
     n_existing: int     # trials in the study when this invocation began
     main_pid: int       # the invocation's own process
+    salt: int = 0       # database storage: this invocation's share of the samplers' seeds
     in_subprocess: bool = False
 
 
@@ -71,20 +86,11 @@ class Outcome:
 
 # -- storage, sampler, pruner --------------------------------------------------------------
 
-def open_storage(plan: Plan) -> Any:
-    """A JournalStorage for a ``.log``/``.journal`` file, else the URL (Optuna's RDB)."""
-    if "://" in plan.storage:
-        return plan.storage
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    Path(plan.storage).parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(plan.storage))
-
-
-def sampler_seed(s: SweepSettings, n_existing: int, worker: int) -> int:
-    """Distinct per worker and per resume (else both replay the same random start-up trials)."""
-    return int(np.random.SeedSequence([s.seed, n_existing, worker]).generate_state(1)[0])
+def sampler_seed(s: SweepSettings, n_existing: int, worker: int, salt: int = 0) -> int:
+    """Distinct per worker and per resume (else both replay the same random start-up trials);
+    ``salt`` (host and process) keeps invocations on several machines apart."""
+    entropy = [s.seed, n_existing, worker, *([salt] if salt else [])]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def make_sampler(s: SweepSettings, seed: int) -> optuna.samplers.BaseSampler:
@@ -114,11 +120,11 @@ def make_pruner(plan: Plan) -> optuna.pruners.BasePruner:
     return pruners.NopPruner()
 
 
-def create_study(plan: Plan) -> optuna.Study:
+def create_study(plan: Plan, storage: Any) -> optuna.Study:
     """Create the study, or load it when it exists (the same command resumes it)."""
     s = plan.settings
     try:
-        study = optuna.create_study(storage=open_storage(plan), study_name=s.study_name,
+        study = optuna.create_study(storage=storage, study_name=s.study_name,
                                     direction=s.direction, load_if_exists=True,
                                     sampler=make_sampler(s, s.seed), pruner=make_pruner(plan))
     except ValueError as err:  # e.g. an existing study with the other direction
@@ -129,15 +135,55 @@ def create_study(plan: Plan) -> optuna.Study:
     if not study.user_attrs:
         study.set_user_attr("metric", s.metric)
         study.set_user_attr("space", plan.space.describe())
-        study.set_user_attr("fixed", plan.fixed)
+        study.set_user_attr("fixed", [mask_url(f) for f in plan.fixed])
     return study
 
 
-def load_study(job: Job, worker: int) -> optuna.Study:
+def join_study(plan: Plan, storage: Any) -> optuna.Study:
+    """Load an existing study for ``worker``; ConfigError if there is none, or if this
+    command line's search space, fixed overrides, metric or direction differ from its own."""
+    s = plan.settings
+    try:
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+    except KeyError:
+        raise ConfigError(f"sweep.study_name={s.study_name}: no such study in "
+                          f"{mask_url(plan.storage)}; start it with python -m sweep multirun "
+                          "(same settings)") from None
+    mine = {"search space": plan.space.describe(), "fixed overrides": _shared(plan.fixed),
+            "sweep.metric": s.metric}
+    theirs = {"search space": study.user_attrs.get("space"),
+              "fixed overrides": _shared(study.user_attrs.get("fixed", [])),
+              "sweep.metric": study.user_attrs.get("metric"),
+              "sweep.direction": study.direction.name.lower()}
+    mine["sweep.direction"] = s.direction
+    for what, value in mine.items():
+        if value != theirs[what]:
+            raise ConfigError(f"sweep.study_name={s.study_name}: this worker's {what} differs "
+                              f"from the study's: {_difference(value, theirs[what])}")
+    return study
+
+
+def _shared(fixed: list[str]) -> list[str]:
+    """Fixed overrides every worker must share (where each sends its runs may differ)."""
+    return [mask_url(f) for f in fixed if not f.lstrip("+~").startswith("tracking.")]
+
+
+def _difference(mine: Any, theirs: Any) -> str:
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in sorted(set(mine) | set(theirs)):
+            if mine.get(key) != theirs.get(key):
+                return f"{key}: {mine.get(key, '(not searched)')} here, " \
+                       f"{theirs.get(key, '(not searched)')} in the study"
+    if isinstance(mine, list) and isinstance(theirs, list):
+        return f"{' '.join(mine) or '(none)'} here, {' '.join(theirs) or '(none)'} in the study"
+    return f"{mine} here, {theirs} in the study"
+
+
+def load_study(job: Job, worker: int, storage: Any) -> optuna.Study:
     s = job.plan.settings
-    return optuna.load_study(study_name=s.study_name, storage=open_storage(job.plan),
-                             sampler=make_sampler(s, sampler_seed(s, job.n_existing, worker)),
-                             pruner=make_pruner(job.plan))
+    seed = sampler_seed(s, job.n_existing, worker, job.salt)
+    return optuna.load_study(study_name=s.study_name, storage=storage,
+                             sampler=make_sampler(s, seed), pruner=make_pruner(job.plan))
 
 
 def claimed(study: optuna.Study) -> int:
@@ -149,36 +195,6 @@ def failures(study: optuna.Study, invocation: str) -> list[optuna.trial.FrozenTr
     """The failed trials of one invocation (``sweep.max_failures`` counts these)."""
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
             if t.user_attrs.get("invocation") == invocation]
-
-
-def fail_stale_trials(study: optuna.Study, plan: Plan) -> None:
-    """RUNNING trials whose worker process on this host is gone (killed) become FAILED;
-    the parent run of a sweep whose main process is gone ends KILLED."""
-    host = socket.gethostname()
-    orphans = set()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid, invocation = t.user_attrs.get("pid"), t.user_attrs.get("invocation", "")
-        if t.user_attrs.get("host") != host or not pid or _alive(pid):
-            continue
-        Trial(study, t._trial_id).set_user_attr("error", f"stale: worker process {pid} is gone")
-        study.tell(t.number, state=TrialState.FAIL)
-        _tag_runs(plan, t.number, "FAIL", invocation, end=True)
-        if not _alive(t.user_attrs.get("main_pid", pid)):
-            orphans.add(invocation)
-    for run_id in orphans - {""}:
-        tracker = tracker_for(plan.tracking_uri, run_id)
-        tracker.set_tags({"stopped": "its sweep process is gone"})
-        tracker.end("KILLED")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- one trial ------------------------------------------------------------------------------
@@ -244,17 +260,20 @@ def run_trial(study: optuna.Study, trial: Trial, job: Job,
     from rltrain.run import tracked_train
 
     plan = job.plan
+    retry_of = trial.user_attrs.get("retry_of")  # a dead worker's trial again: same seed
     try:
         values = space_.suggest(trial, plan.space)
-        overrides = trial_overrides(plan, trial.number, values)
-        trial.set_user_attr("overrides", overrides)
+        overrides = trial_overrides(plan, trial.number if retry_of is None else retry_of, values)
+        shown = [mask_url(o) for o in overrides]  # what is stored, logged and printed
+        trial.set_user_attr("overrides", shown)
         tags = {"sweep.study": plan.settings.study_name, "sweep.trial": trial.number,
                 "sweep.state": "RUNNING", "sweep.invocation": job.parent_run_id,
+                **({} if retry_of is None else {"sweep.retry_of": retry_of}),
                 **{f"sampled.{k}": v for k, v in values.items()}}
         cfg = trial_config(plan, trial.number, overrides, tags, job.parent_run_id)
         callback = TrialCallback(trial, cfg.train.eval_interval, cfg.train.nb_steps,
                                  should_stop)
-        run_id, result = tracked_train(cfg, overrides=overrides, callbacks=[callback],
+        run_id, result = tracked_train(cfg, overrides=shown, callbacks=[callback],
                                        tags=tags, parent_run_id=job.parent_run_id,
                                        folder=Path(cfg.output_dir))
     except BaseException as err:
@@ -262,12 +281,18 @@ def run_trial(study: optuna.Study, trial: Trial, job: Job,
         if isinstance(err, Exception | Interrupted):
             return TrialState.FAIL
         raise
-    trial.set_user_attr("run_id", run_id)
-    trial.set_user_attr("nb_steps", result.nb_steps)
-    trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
-    if result.test_rewards:
-        trial.set_user_attr("test_mean_reward", result.test_mean_reward)
-    return _tell(study, trial, job, run_id, cfg, result)
+    try:
+        trial.set_user_attr("run_id", run_id)
+        trial.set_user_attr("nb_steps", result.nb_steps)
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
+        if result.test_rewards:
+            trial.set_user_attr("test_mean_reward", result.test_mean_reward)
+        return _tell(study, trial, job, run_id, cfg, result)
+    except UpdateFinishedTrialError:  # failed meanwhile by a worker that heard no heartbeat
+        print(f"warning: trial {trial.number} was failed by another worker (no heartbeat for "
+              f"{plan.settings.grace_period} s); its result is dropped", file=sys.stderr)
+        tag_trial_runs(plan, trial.number, "FAIL", job.parent_run_id)
+        return TrialState.FAIL
 
 
 def trial_config(plan: Plan, number: int, overrides: list[str], tags: dict[str, Any],
@@ -315,26 +340,11 @@ def objective_value(metric: str, result: Any) -> float:
 def _fail(study: optuna.Study, trial: Trial, job: Job, err: BaseException) -> None:
     reason = mask_url(f"{type(err).__name__}: {err}")[:2000]
     try:
-        trial.set_user_attr("error", reason)
-        study.tell(trial, state=TrialState.FAIL)
+        with contextlib.suppress(UpdateFinishedTrialError):  # already failed by another worker
+            trial.set_user_attr("error", reason)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     finally:
-        _tag_runs(job.plan, trial.number, "FAIL", job.parent_run_id)
-
-
-def _tag_runs(plan: Plan, number: int, state: str, invocation: str, end: bool = False) -> None:
-    """Set ``sweep.state`` on the trial's MLflow run(s); ``end``: also close them FAILED."""
-    if not invocation:
-        return
-    try:
-        tags = {"sweep.study": plan.settings.study_name, "sweep.trial": number,
-                "sweep.invocation": invocation}
-        for run_id in find_runs(plan.tracking_uri, plan.experiment, tags):
-            tracker = tracker_for(plan.tracking_uri, run_id)
-            tracker.set_tags({"sweep.state": state})
-            if end:
-                tracker.end("FAILED")
-    except Exception as err:  # the tracking store is not worth losing the trial for
-        print(f"warning: could not tag trial {number}'s MLflow run: {err}", file=sys.stderr)
+        tag_trial_runs(job.plan, trial.number, "FAIL", job.parent_run_id)
 
 
 # -- workers --------------------------------------------------------------------------------
@@ -345,7 +355,8 @@ def work(job: Job, worker: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into job.stop
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = load_study(job, worker)
+    storage = open_storage(job.plan)
+    study = load_study(job, worker, storage)
     parent = os.getppid()
 
     def should_stop() -> str:
@@ -356,23 +367,50 @@ def work(job: Job, worker: int) -> None:
             return "the sweep's main process is gone"
         return ""
 
-    s = job.plan.settings
+    s, waiting = job.plan.settings, False
     while not should_stop():
-        with job.lock:
-            if claimed(study) >= s.n_trials or \
-                    len(failures(study, job.parent_run_id)) > s.max_failures:
-                return
-            trial = study.ask()
-            trial.set_user_attr("pid", os.getpid())
-            trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("invocation", job.parent_run_id)
-            trial.set_user_attr("worker", worker)
-            trial.set_user_attr("main_pid", job.main_pid)
-        run_trial(study, trial, job, should_stop)
+        trial = claim(study, storage, job, worker)
+        if trial is None:
+            break
+        if trial == WAIT:  # the rest runs elsewhere; a dead worker's trial would come back
+            if not waiting:
+                print(f"worker {worker}: the last trials run in other workers; waiting for "
+                      "them (a dead worker's trial is retried here)", file=sys.stderr)
+            waiting = True
+            time.sleep(s.heartbeat_interval)
+            continue
+        waiting = False
+        with Heartbeat(storage, trial, s.heartbeat_interval):
+            run_trial(study, trial, job, should_stop)
     if job.in_subprocess and os.getppid() != parent:  # nobody else will close the parent run
         tracker = tracker_for(job.plan.tracking_uri, job.parent_run_id)
         tracker.set_tags({"stopped": "its sweep process is gone"})
         tracker.end("KILLED")
+
+
+WAIT = "wait"
+
+
+def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | str | None:
+    """Under the claim lock: fail the trials of dead workers, then a new (or retried) trial,
+    WAIT while the budget is taken only by trials running elsewhere (database storage), or
+    None when the budget is spent or too many trials failed."""
+    s = job.plan.settings
+    with job.lock, claim_lock(storage, job.plan):
+        fail_stale_trials(study, storage, job.plan)
+        trials = study.get_trials(deepcopy=False, states=CLAIMED)
+        finished = sum(t.state in FINISHED for t in trials)
+        if finished >= s.n_trials or len(failures(study, job.parent_run_id)) > s.max_failures:
+            return None
+        if len(trials) >= s.n_trials:
+            return WAIT if heartbeats(storage) else None
+        trial = study.ask()
+        Heartbeat(storage, trial, s.heartbeat_interval).beat()  # alive from the first moment
+        for key, value in {"pid": os.getpid(), "host": socket.gethostname(),
+                           "invocation": job.parent_run_id, "worker": worker,
+                           "main_pid": job.main_pid}.items():
+            trial.set_user_attr(key, value)
+    return trial
 
 
 def run_workers(job: Job, n_workers: int) -> list[str]:
@@ -419,18 +457,33 @@ def ctrl_c_sets(stop: Any) -> Iterator[None]:
 
 # -- one invocation -------------------------------------------------------------------------
 
-def run(plan: Plan) -> Outcome:
-    """Create or resume the study, run what is left of ``sweep.n_trials``, summarize."""
+def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
+    """Check that the storage and an http tracking server answer, then create or resume the
+    study (``join``: load an existing one only). Nothing is created when a check fails."""
+    check_storage(plan)
+    check_server(plan.tracking_uri)
+    if join and "://" not in plan.storage and not Path(plan.storage).exists():
+        raise ConfigError(f"sweep.study_name={plan.settings.study_name}: no study at "
+                          f"{plan.storage}; start it with python -m sweep multirun")
+    storage = open_storage(plan)
+    study = join_study(plan, storage) if join else create_study(plan, storage)
+    with claim_lock(storage, plan):
+        fail_stale_trials(study, storage, plan)
+    return storage, study
+
+
+def run(plan: Plan, join: bool = False) -> Outcome:
+    """Create or resume the study (``join``: an existing one), run what is left of
+    ``sweep.n_trials``, summarize."""
     import multiprocessing as mp
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     s = plan.settings
+    storage, study = open_study(plan, join)
     plan.folder.mkdir(parents=True, exist_ok=True)
-    study = create_study(plan)
-    fail_stale_trials(study, plan)
     left = s.n_trials - claimed(study)
-    report.resuming(study, plan, left)
+    report.resuming(study, plan, left, joining=join)
     if left <= 0:
         report.summary(study, plan)
         return Outcome(0, "nothing to do")
@@ -441,12 +494,15 @@ def run(plan: Plan) -> Outcome:
             "sweep.storage": mask_url(plan.storage)}
     with tracked_run(plan.tracking_uri, plan.experiment, name, tags=tags) as parent:
         report.log_plan(parent, plan)
-        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), n_existing, os.getpid())
+        salt = zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) \
+            if "://" in plan.storage else 0  # workers on other machines sample apart
+        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), n_existing, os.getpid(), salt)
         monitor = report.Monitor(plan, parent.run_id, lambda: optuna.load_study(
             study_name=s.study_name, storage=open_storage(plan)))
         with ctrl_c_sets(job.stop), monitor:
             crashed = run_workers(job, min(s.n_jobs, left))
-        fail_stale_trials(study, plan)  # trials of a crashed worker
+        with claim_lock(storage, plan):
+            fail_stale_trials(study, storage, plan)  # trials of a crashed worker
         outcome = _outcome(study, job, crashed)
         report.finish(parent, study, plan)
         if outcome.exit_code == 130:
@@ -475,10 +531,16 @@ def _outcome(study: optuna.Study, job: Job, crashed: list[str]) -> Outcome:
     return Outcome(0, "", job.parent_run_id)
 
 
-def cmd_multirun(args: list[str]) -> int:
+def cmd_multirun(args: list[str], join: bool = False) -> int:
     """``python -m sweep multirun [overrides]``: create or resume a study and run its trials."""
-    outcome = run(plan(args))
+    outcome = run(plan(args), join)
     if outcome.exit_code:
-        print(f"error: {outcome.message}" if outcome.exit_code != 130 else outcome.message,
-              file=sys.stderr)
+        message = mask_url(outcome.message)
+        print(f"error: {message}" if outcome.exit_code != 130 else message, file=sys.stderr)
     return outcome.exit_code
+
+
+def cmd_worker(args: list[str]) -> int:
+    """``python -m sweep worker [overrides]``: join an existing study (same settings as its
+    ``multirun``) and run trials until ``sweep.n_trials`` is reached over all workers."""
+    return cmd_multirun(args, join=True)

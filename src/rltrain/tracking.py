@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from rltrain.config import mask_url  # noqa: E402
+from rltrain.config import ConfigError, mask_url  # noqa: E402
 
 METRIC_NAMES = {"mean_eps": "epsilon"}  # keras-rl2 metric name -> MLflow metric name
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -92,6 +92,36 @@ class Tracker:
 def client_for(uri: str) -> MlflowClient:
     """An MlflowClient for ``uri`` (empty: MLflow's default local store)."""
     return MlflowClient(tracking_uri=uri or None)
+
+
+def check_server(uri: str, timeout: float = 10.0) -> None:
+    """An http(s) tracking URI must answer one request at once (no retries, ``timeout``
+    seconds), before anything is created; ConfigError, one line with the password masked.
+    Other URIs (local stores) are not checked."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+    endpoint = "/api/2.0/mlflow/experiments/search"
+    try:
+        response = http_request(get_default_host_creds(uri), endpoint, "GET", max_retries=0,
+                                timeout=timeout, params={"max_results": 1})
+        verify_rest_response(response, endpoint)
+    except Exception as err:
+        raise ConfigError(f"tracking.uri={mask_url(uri)}: no MLflow tracking server answers "
+                          f"there ({_why(err)})") from None
+
+
+def _why(err: Exception) -> str:
+    """The root cause of a failed request in a few words."""
+    text = str(err)
+    for marker in ("[Errno", "Read timed out", "Name or service not known",
+                   "error code", "Failed to resolve"):
+        if marker in text:
+            cause = text[text.index(marker):]
+            return cause.split("'")[0].split('"')[0].split(". Response body")[0].rstrip(").")
+    return f"{type(err).__name__}: {mask_url(text.splitlines()[0] if text else '')}"[:300]
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:

@@ -1,0 +1,277 @@
+"""Where a study lives, and how workers on many machines share it without losing trials.
+
+A journal file (the default) serves the workers of one machine; a database URL
+(``sweep.storage=postgresql://USER@HOST/DB``) serves workers anywhere. With a database:
+
+- every running trial writes a heartbeat (``sweep.heartbeat_interval``); a trial silent for
+  ``sweep.grace_period`` seconds is FAILED by the next worker that claims a trial, its MLflow
+  run ends FAILED, and a copy with the same parameters and seed is queued, up to
+  ``sweep.max_retry`` times (Optuna's ``RetryHeartbeatStaleTrialCallback``);
+- the budget check and ``ask`` run under a PostgreSQL advisory lock, so ``sweep.n_trials``
+  stays exact over all machines (a file lock does the same for a journal or SQLite file).
+
+The password of a URL comes from the environment (``PGPASSWORD``) or a ``.pgpass`` file
+(``PGPASSFILE``), or from the URL itself; it is masked wherever the URL is shown.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import hashlib
+import importlib.util
+import os
+import socket
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from rltrain.config import ConfigError, mask_url
+from rltrain.tracking import find_runs, tracker_for
+from sweep.settings import Plan
+
+CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when that is what
+    is installed (it is in requirements.lock)."""
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+    return {}
+
+
+def open_storage(plan: Plan) -> Any:
+    """A JournalStorage for a ``.log``/``.journal`` file; for a URL, an RDBStorage with
+    heartbeats and the stale-trial handler."""
+    if "://" not in plan.storage:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(plan.storage).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(plan.storage))
+    s, url = plan.settings, sqlalchemy_url(plan.storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental"
+        return RDBStorage(url, engine_kwargs=_engine_kwargs(url),
+                          heartbeat_interval=s.heartbeat_interval, grace_period=s.grace_period,
+                          heartbeat_stale_trial_callback=StaleTrials(plan))
+
+
+def heartbeats(storage: Any) -> bool:
+    return isinstance(storage, RDBStorage)
+
+
+def check_storage(plan: Plan) -> None:
+    """Connect once to a database storage before anything is created; ConfigError, one line
+    with the password masked, if the server is unreachable or refuses the login."""
+    if "://" not in plan.storage:
+        return
+    import sqlalchemy
+
+    where = f"sweep.storage={mask_url(plan.storage)}"
+    try:
+        url = sqlalchemy_url(plan.storage)
+        engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+        try:
+            with engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as err:
+        cause = getattr(err, "orig", None) or err
+        lines = str(cause).strip().splitlines() or [type(cause).__name__]
+        raise ConfigError(f"{where}: cannot connect: {mask_url(lines[0])}") from None
+
+
+def _lock_file(plan: Plan) -> Path | None:
+    if "://" not in plan.storage:
+        return Path(f"{plan.storage}.claim")
+    if plan.storage.startswith("sqlite:///") and ":memory:" not in plan.storage:
+        return Path(f"{plan.storage.removeprefix('sqlite:///')}.claim")
+    return None
+
+
+@contextmanager
+def claim_lock(storage: Any, plan: Plan) -> Iterator[None]:
+    """Held while a worker fails stale trials, counts and asks: every worker of every
+    invocation sees the same count. PostgreSQL: a session advisory lock (released by the
+    server if the worker dies); a journal or SQLite file: ``flock`` on a file beside it."""
+    if heartbeats(storage) and storage.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        digest = hashlib.sha256(f"sweep:{plan.settings.study_name}".encode()).digest()
+        key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
+        with storage.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                connection.commit()
+        return
+    path = _lock_file(plan)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat every ``interval`` seconds from a thread (database
+    storage only; a no-op otherwise). The first beat is written by ``beat`` at claim time."""
+
+    def __init__(self, storage: Any, trial: Trial, interval: int) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial._trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        if heartbeats(self.storage):
+            self.storage.record_heartbeat(self.trial_id)
+
+    def __enter__(self) -> Heartbeat:
+        if heartbeats(self.storage):
+            self._thread = threading.Thread(target=self._loop, name="sweep-heartbeat",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        warned = False
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as err:  # a database blip: try again next beat
+                if not warned:
+                    print(f"warning: heartbeat not recorded: {mask_url(str(err))[:300]}",
+                          file=sys.stderr)
+                    warned = True
+
+
+# -- trials whose worker is gone ------------------------------------------------------------
+
+class StaleTrials:
+    """Called for each trial whose worker is gone (no heartbeat, or a dead process on this
+    host), after the trial became FAILED: ends its MLflow run FAILED (and its sweep's parent
+    run KILLED when that sweep's process is the one gone), then queues a retry with the same
+    parameters and seed, up to ``sweep.max_retry`` times."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial, reason: str = "") -> None:
+        s, attrs = self.plan.settings, trial.user_attrs
+        who = f"worker pid {attrs.get('pid', '?')} on {attrs.get('host', '?')}"
+        reason = reason or f"no heartbeat for {s.grace_period} s: its worker ({who}) is gone"
+        invocation = attrs.get("invocation", "")
+        tag_trial_runs(self.plan, trial.number, "FAIL", invocation, end=True, reason=reason)
+        if invocation and _sweep_process_gone(attrs):
+            _end_parent(self.plan, invocation)
+        history = trial.system_attrs.get("retry_history", [])
+        retried = len(history) < s.max_retry
+        if retried:
+            fresh = copy.deepcopy(trial)
+            fresh.user_attrs = {"retry_of": attrs.get("retry_of", trial.number)}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                RetryHeartbeatStaleTrialCallback(max_retry=s.max_retry)(study, fresh)
+        then = "queued again" if retried else f"not retried (sweep.max_retry={s.max_retry})"
+        print(f"trial {trial.number} FAILED, {reason}; {then}", file=sys.stderr)
+
+
+def _sweep_process_gone(attrs: dict[str, Any]) -> bool:
+    """The worker was its sweep's own process, or that process on this host is gone."""
+    pid, main = attrs.get("pid"), attrs.get("main_pid")
+    if pid and pid == main:
+        return True
+    return bool(main) and attrs.get("host") == socket.gethostname() and not _alive(main)
+
+
+def _end_parent(plan: Plan, invocation: str) -> None:
+    try:
+        tracker = tracker_for(plan.tracking_uri, invocation)
+        tracker.set_tags({"stopped": "its sweep process is gone"})
+        tracker.end("KILLED")
+    except Exception as err:
+        print(f"warning: could not end parent run {invocation}: {mask_url(str(err))[:300]}",
+              file=sys.stderr)
+
+
+def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> None:
+    """FAIL the RUNNING trials whose worker is gone, and hand each to :class:`StaleTrials`.
+
+    A database storage goes by heartbeats (any machine); a journal by process ids (this
+    host). Call it under :func:`claim_lock`.
+    """
+    if heartbeats(storage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return
+    host, handler = socket.gethostname(), StaleTrials(plan)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") != host or not pid or _alive(pid):
+            continue
+        reason = f"stale: worker process {pid} is gone"
+        Trial(study, t._trial_id).set_user_attr("error", reason)
+        study.tell(t.number, state=TrialState.FAIL)
+        handler(study, t, reason)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def tag_trial_runs(plan: Plan, number: int, state: str, invocation: str, end: bool = False,
+                   reason: str = "") -> None:
+    """Set ``sweep.state`` (and ``error``: ``reason``) on the trial's MLflow run(s); ``end``:
+    also close them FAILED."""
+    if not invocation:
+        return
+    try:
+        tags = {"sweep.study": plan.settings.study_name, "sweep.trial": number,
+                "sweep.invocation": invocation}
+        for run_id in find_runs(plan.tracking_uri, plan.experiment, tags):
+            tracker = tracker_for(plan.tracking_uri, run_id)
+            tracker.set_tags({"sweep.state": state, **({"error": reason} if reason else {})})
+            if end:
+                tracker.end("FAILED")
+    except Exception as err:  # the tracking store is not worth losing the trial for
+        print(f"warning: could not tag trial {number}'s MLflow run: {mask_url(str(err))[:300]}",
+              file=sys.stderr)

@@ -158,8 +158,8 @@ def join_study(plan: Plan, storage: Any) -> optuna.Study:
     mine["sweep.direction"] = s.direction
     for what, value in mine.items():
         if value != theirs[what]:
-            raise ConfigError(f"sweep.study_name={s.study_name}: this worker's {what} differs "
-                              f"from the study's: {_difference(value, theirs[what])}")
+            raise ConfigError(f"sweep.study_name={s.study_name}: {what} not the study's: "
+                              f"{_difference(value, theirs[what])}")
     return study
 
 
@@ -355,6 +355,7 @@ def work(job: Job, worker: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into job.stop
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     storage = open_storage(job.plan)
     study = load_study(job, worker, storage)
     parent = os.getppid()

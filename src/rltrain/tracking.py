@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # would show a password
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402

@@ -229,7 +229,8 @@ def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
         return
     for column in frame.columns:  # overrides may hold a tracking URL with a password
         if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: mask_url(str(v)) if v == v else v)
+            frame[column] = frame[column].map(
+                lambda v: mask_url(str(v)) if isinstance(v, str | list) else v)
     frame.to_csv(path, index=False)
     parent.log_artifact(path)
 

@@ -149,23 +149,22 @@ def join_study(plan: Plan, storage: Any) -> optuna.Study:
         raise ConfigError(f"sweep.study_name={s.study_name}: no such study in "
                           f"{mask_url(plan.storage)}; start it with python -m sweep multirun "
                           "(same settings)") from None
-    mine = {"search space": plan.space.describe(), "fixed overrides": _shared(plan.fixed),
-            "sweep.metric": s.metric}
-    theirs = {"search space": study.user_attrs.get("space"),
-              "fixed overrides": _shared(study.user_attrs.get("fixed", [])),
-              "sweep.metric": study.user_attrs.get("metric"),
-              "sweep.direction": study.direction.name.lower()}
-    mine["sweep.direction"] = s.direction
-    for what, value in mine.items():
-        if value != theirs[what]:
+    attrs = study.user_attrs
+    checks = [("search space", plan.space.describe(), attrs.get("space")),
+              ("fixed overrides", _shared(plan.fixed), _shared(attrs.get("fixed", []))),
+              ("sweep.metric", s.metric, attrs.get("metric")),
+              ("sweep.direction", s.direction, study.direction.name.lower())]
+    for what, mine, theirs in checks:
+        if mine != theirs:
             raise ConfigError(f"sweep.study_name={s.study_name}: {what} not the study's: "
-                              f"{_difference(value, theirs[what])}")
+                              f"{_difference(mine, theirs)}")
     return study
 
 
 def _shared(fixed: list[str]) -> list[str]:
-    """Fixed overrides every worker must share (where each sends its runs may differ)."""
-    return [mask_url(f) for f in fixed if not f.lstrip("+~").startswith("tracking.")]
+    """Fixed overrides every worker must share, in any order (where each worker sends its
+    runs, ``tracking.*``, may differ)."""
+    return sorted(mask_url(f) for f in fixed if not f.lstrip("+~").startswith("tracking."))
 
 
 def _difference(mine: Any, theirs: Any) -> str:
@@ -378,7 +377,7 @@ def work(job: Job, worker: int) -> None:
                 print(f"worker {worker}: the last trials run in other workers; waiting for "
                       "them (a dead worker's trial is retried here)", file=sys.stderr)
             waiting = True
-            time.sleep(s.heartbeat_interval)
+            time.sleep(WAIT_POLL)
             continue
         waiting = False
         with Heartbeat(storage, trial, s.heartbeat_interval):
@@ -390,6 +389,7 @@ def work(job: Job, worker: int) -> None:
 
 
 WAIT = "wait"
+WAIT_POLL = 1.0  # seconds between looks at the study while the last trials run elsewhere
 
 
 def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | str | None:

@@ -190,7 +190,7 @@ class StaleTrials:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial, reason: str = "") -> None:
         s, attrs = self.plan.settings, trial.user_attrs
-        who = f"worker pid {attrs.get('pid', '?')} on {attrs.get('host', '?')}"
+        who = f"pid {attrs.get('pid', '?')} on {attrs.get('host', '?')}"
         reason = reason or f"no heartbeat for {s.grace_period} s: its worker ({who}) is gone"
         invocation = attrs.get("invocation", "")
         tag_trial_runs(self.plan, trial.number, "FAIL", invocation, end=True, reason=reason)

@@ -42,13 +42,14 @@ def load_existing_study(sweep_args: list[str]) -> Any:
     import optuna
 
     from sweep.settings import plan
-    from sweep.study import open_storage
+    from sweep.storage import check_storage, open_storage
 
     p = plan([a for a in sweep_args if a.startswith("sweep.")])
     name = p.settings.study_name
     where = mask_url(p.storage)
     if "://" not in p.storage and not Path(p.storage).exists():
         raise ConfigError(f"sweep.study_name={name}: no study at {where}")
+    check_storage(p)  # an unreachable database: one line, not a traceback
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.load_study(study_name=name, storage=open_storage(p))

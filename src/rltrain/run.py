@@ -11,7 +11,7 @@ from typing import Any
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
-from rltrain.config import flatten, to_yaml, validate
+from rltrain.config import flatten, mask_url, to_yaml, validate
 from rltrain.plots import learning_curve
 from rltrain.tracking import MetricsCallback, Tracker, tracked_run
 
@@ -52,7 +52,8 @@ def tracked_train(cfg: DictConfig, *, overrides: Sequence[str] = (), callbacks: 
     folder = folder or output_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(to_yaml(cfg))
-    (folder / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides) or "[]\n")
+    (folder / "overrides.yaml").write_text(
+        "".join(f"- {mask_url(o)}\n" for o in overrides) or "[]\n")
     with tracked_run(cfg.tracking.uri, cfg.tracking.experiment, name,
                      tags=tags, parent_run_id=parent_run_id) as tracker:
         tracker.log_params(flatten(cfg))

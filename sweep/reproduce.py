@@ -19,7 +19,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rltrain.config import Config, ConfigError, compose_config, validate
-from rltrain.tracking import RunNotFound, download_artifact, metric_history, stored_run
+from rltrain.tracking import (
+    RunNotFound,
+    download_artifact,
+    metric_history,
+    stored_run,
+    tracker_for,
+)
 
 LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
 
@@ -132,8 +138,6 @@ def cmd_reproduce(args: list[str]) -> int:
     if result.weights_path is not None:
         attach_gif(cfg, new_id, result.weights_path, result.output_dir)
     verdict = "match" if not problems else "mismatch"
-    from rltrain.tracking import tracker_for
-
     tracker_for(here.tracking.uri, new_id).set_tags({"reproduce.verdict": verdict})
     print(f"{verdict}: run {new_id} retrained run {run_id} "
           f"({len(result.episode_rewards)} episodes, test mean reward "
@@ -145,7 +149,6 @@ def cmd_reproduce(args: list[str]) -> int:
 
 def attach_gif(cfg: DictConfig, run_id: str, weights: Path, folder: Path) -> None:
     """Record one test episode of trained ``weights`` and log it on the run ``run_id``."""
-    from rltrain.tracking import tracker_for
     from rltrain.watch import record_gif
 
     gif, _, _ = record_gif(cfg, weights, folder / "agent.gif")
@@ -154,7 +157,6 @@ def attach_gif(cfg: DictConfig, run_id: str, weights: Path, folder: Path) -> Non
 
 def cmd_watch(args: list[str]) -> int:
     """Render evaluation episodes of a run's saved weights as a GIF, logged on that run."""
-    from rltrain.tracking import tracker_for
     from rltrain.watch import record_gif
 
     request = parse(args, ("episodes",), "watch")

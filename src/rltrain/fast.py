@@ -158,6 +158,8 @@ class FastDQNAgent(DQNAgent):
         if bootstrap_on_truncation and not isinstance(self.memory, FastSequentialMemory):
             raise ValueError("bootstrap_on_truncation needs a FastSequentialMemory")
         self.bootstrap_on_truncation = bootstrap_on_truncation
+        self._memory_records_truncation = isinstance(self.memory, FastSequentialMemory)
+        self._nb_metrics = 3 + len(self.policy.metrics_names)
 
     # -- graph construction -------------------------------------------------------------
     def compile(self, optimizer: Any, metrics: list[Any] | None = None) -> None:
@@ -289,13 +291,10 @@ class FastDQNAgent(DQNAgent):
 
     def backward(self, reward: float, terminal: bool, truncated: bool = False) -> list[float]:
         if self.step % self.memory_interval == 0:
-            if isinstance(self.memory, FastSequentialMemory):
-                self.memory.append(self.recent_observation, self.recent_action, reward,
-                                   terminal, training=self.training, truncated=truncated)
-            else:
-                self.memory.append(self.recent_observation, self.recent_action, reward,
-                                   terminal, training=self.training)
-        metrics = [np.nan] * (3 + len(self.policy.metrics_names))
+            extra = {"truncated": truncated} if self._memory_records_truncation else {}
+            self.memory.append(self.recent_observation, self.recent_action, reward, terminal,
+                               training=self.training, **extra)
+        metrics = [np.nan] * self._nb_metrics
         if not self.training:
             return metrics
         if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
@@ -308,7 +307,7 @@ class FastDQNAgent(DQNAgent):
 
     def _pack_batch(self) -> np.ndarray:
         """Sample a batch and pack it into the train step's single feed."""
-        if isinstance(self.memory, FastSequentialMemory):
+        if self._memory_records_truncation:
             s0, a, r, s1, t1 = self.memory.sample_arrays(
                 self.batch_size, bootstrap_on_truncation=self.bootstrap_on_truncation)
         else:  # any keras-rl2 memory

@@ -66,11 +66,14 @@ class Callbacks:
         self._call("on_evaluation_end", step, logs)
 
 
-def _backward(agent: Any, reward: float, terminated: bool, truncated: bool) -> list[float]:
-    """Store the transition and train; keras-rl2 treats truncation as a terminal."""
+def _backward_for(agent: Any) -> Callable[[float, bool, bool], list[float]]:
+    """Store the transition and train. keras-rl2 treats truncation as a terminal; an agent
+    that ``records_truncation`` also gets the flag. Chosen once, outside the step loop."""
     if getattr(agent, "records_truncation", False):
-        return agent.backward(reward, terminal=terminated or truncated, truncated=truncated)
-    return agent.backward(reward, terminal=terminated or truncated)
+        return lambda reward, terminated, truncated: agent.backward(
+            reward, terminal=terminated or truncated, truncated=truncated)
+    return lambda reward, terminated, truncated: agent.backward(
+        reward, terminal=terminated or truncated)
 
 
 def fit(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
@@ -106,6 +109,7 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
     episode_reward = 0.0
     episode_step = 0
     reset_seed: int | None = seed
+    backward = _backward_for(agent)
     while agent.step < nb_steps:
         if observation is None:
             callbacks.on_episode_begin(episode)
@@ -121,7 +125,7 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
         observation, reward, terminated, truncated, info = env.step(action)
         for hook in callbacks.action_end:
             hook(action, {})
-        metrics = _backward(agent, float(reward), terminated, truncated)
+        metrics = backward(float(reward), terminated, truncated)
         episode_reward += float(reward)
         logs = {"action": action, "observation": observation, "reward": reward,
                 "metrics": metrics, "episode": episode, "info": info}

@@ -76,11 +76,6 @@ def parse(text: str) -> Override:
         raise ConfigError(f"{text}: {why}") from err
 
 
-def is_sweep(text: str) -> bool:
-    """True for ``key=choice(...)``, ``key=a,b``, ``key=range(...)``, ``key=interval(...)``."""
-    return parse(text).is_sweep_override()
-
-
 def build(entries: Mapping[str, Any], args: Sequence[str],
           kind_of_for: Callable[[list[str]], Callable[[str], Kind]]) -> SearchSpace:
     """The space from a search file's ``entries`` then command-line ``args`` (later wins).

@@ -195,7 +195,7 @@ class StaleTrials:
         invocation = attrs.get("invocation", "")
         tag_trial_runs(self.plan, trial.number, "FAIL", invocation, end=True, reason=reason)
         if invocation and _sweep_process_gone(attrs):
-            _end_parent(self.plan, invocation)
+            end_parent_run(self.plan, invocation)
         history = trial.system_attrs.get("retry_history", [])
         retried = len(history) < s.max_retry
         if retried:
@@ -216,7 +216,8 @@ def _sweep_process_gone(attrs: dict[str, Any]) -> bool:
     return bool(main) and attrs.get("host") == socket.gethostname() and not _alive(main)
 
 
-def _end_parent(plan: Plan, invocation: str) -> None:
+def end_parent_run(plan: Plan, invocation: str) -> None:
+    """End a sweep's parent run KILLED when its process is gone (warn if the store fails)."""
     try:
         tracker = tracker_for(plan.tracking_uri, invocation)
         tracker.set_tags({"stopped": "its sweep process is gone"})

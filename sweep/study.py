@@ -45,6 +45,7 @@ from sweep.storage import (
     Heartbeat,
     check_storage,
     claim_lock,
+    end_parent_run,
     fail_stale_trials,
     heartbeats,
     open_storage,
@@ -383,9 +384,7 @@ def work(job: Job, worker: int) -> None:
         with Heartbeat(storage, trial, s.heartbeat_interval):
             run_trial(study, trial, job, should_stop)
     if job.in_subprocess and os.getppid() != parent:  # nobody else will close the parent run
-        tracker = tracker_for(job.plan.tracking_uri, job.parent_run_id)
-        tracker.set_tags({"stopped": "its sweep process is gone"})
-        tracker.end("KILLED")
+        end_parent_run(job.plan, job.parent_run_id)
 
 
 WAIT = "wait"

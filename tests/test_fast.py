@@ -15,7 +15,7 @@ compat.load()
 from rl.memory import SequentialMemory  # noqa: E402
 
 from rltrain.agent import build_agent  # noqa: E402
-from rltrain.fast import FastDQNAgent, FastSequentialMemory  # noqa: E402
+from rltrain.fast import FastDQNAgent, FastSequentialMemory, Streams  # noqa: E402
 from rltrain.train import train  # noqa: E402
 
 
@@ -41,12 +41,14 @@ def test_memory_returns_same_experiences(window_length: int, limit: int) -> None
     fill([stock, fast], 300, seed=window_length)
     assert fast.nb_entries == stock.nb_entries == min(300, limit)
     for trial in range(20):
-        # Same random state on both sides: same draws, same resampling after terminals.
+        # The same seed on both sides (stock: the global streams; fast: its own streams):
+        # same draws, same resampling after terminals.
         random.seed(trial)
         np.random.seed(trial)
         expected = stock.sample(32)
-        random.seed(trial)
-        np.random.seed(trial)
+        random.seed(trial + 1)  # the fast memory must not read the global streams
+        np.random.seed(trial + 1)
+        fast.streams = Streams(trial)
         got = fast.sample(32)
         for e, g in zip(expected, got, strict=True):
             np.testing.assert_array_equal(np.array(g.state0), np.array(e.state0))
@@ -56,7 +58,7 @@ def test_memory_returns_same_experiences(window_length: int, limit: int) -> None
     idxs = list(range(window_length, min(300, limit) - 1, 7))[:32]  # explicit indexes
     random.seed(1)
     expected = stock.sample(len(idxs), idxs)
-    random.seed(1)
+    fast.streams = Streams(1)
     for e, g in zip(expected, fast.sample(len(idxs), idxs), strict=True):
         np.testing.assert_array_equal(np.array(g.state0), np.array(e.state0))
 
@@ -74,7 +76,7 @@ def test_truncation_bootstraps_only_when_asked() -> None:
     _, _, _, s1, t1 = memory.sample_arrays(1, idx, bootstrap_on_truncation=True)
     assert s1[0, 0, 0] == 10 and not t1[0]  # bootstraps from the real last state
     for seed in range(20):  # 10 -> 100 links two episodes: it is always drawn again
-        random.seed(seed)
+        memory.streams = Streams(seed)
         s0, _, _, s1, _ = memory.sample_arrays(1, [10], bootstrap_on_truncation=True)
         assert (s0[0, 0, 0], s1[0, 0, 0]) != (10, 100)
 
@@ -137,8 +139,9 @@ def test_train_steps_match_stock(variant: str) -> None:
         metrics = []
         for agent in (stock, fast):
             agent.step = step
-            random.seed(step)
+            random.seed(step)  # stock draws from the global streams, fast from its own
             np.random.seed(step)
+            fast.memory.streams = Streams(step)
             metrics.append(agent.backward(0.5, terminal=False))
         np.testing.assert_allclose(metrics[1], metrics[0], rtol=10 * rtol, atol=atol)
         for mine, theirs in [(fast.model, stock.model), (fast.target_model, stock.target_model)]:

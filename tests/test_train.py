@@ -121,3 +121,61 @@ def test_cli_trains_one_agent(workdir: Path) -> None:
     assert run.info.status == "FINISHED"
     assert list((workdir / "mlruns").rglob("learning_curve.png"))
     assert list((workdir / "outputs").glob("*/*/config.yaml"))
+
+
+@pytest.mark.parametrize("impl", ["fast", "keras-rl"])
+def test_seed_beside_others_trains_as_alone(tiny, workdir: Path, impl: str) -> None:
+    """A trial's seeds train side by side (one graph, session and random streams each):
+    seed 5 beside seeds 6 and 7 plays exactly the episodes of seed 5 trained alone."""
+    from rltrain.train import Learner, train_together
+
+    overrides = [f"agent.impl={impl}", "train.nb_steps=400", "train.checkpoint_interval=0"]
+    alone = train(tiny(*overrides, "seed=5"), Path("alone"))
+    learners = [Learner(tiny(*overrides, f"seed={s}"), Path(f"s{s}")) for s in (6, 5, 7)]
+    try:
+        rounds: list[int] = []
+        results = train_together(learners, after_round=rounds.append)
+    finally:
+        for learner in learners:
+            learner.close()
+    beside = results[1]
+    assert beside.episode_rewards == alone.episode_rewards
+    assert beside.evaluations == alone.evaluations
+    assert beside.test_rewards == alone.test_rewards
+    assert results[0].episode_rewards != alone.episode_rewards
+    assert rounds == list(range(1, len(alone.evaluations) + 1))  # one round per evaluation
+
+
+def test_keep_best_delivers_best_evaluated_weights(tiny, workdir: Path) -> None:
+    """train.keep_best: the delivered weights are those of the best evaluation (the latest
+    of equals), tested on other episodes than the evaluations; the final weights are kept
+    and tested too. Without it the final weights are delivered."""
+    import numpy as np
+
+    from rltrain import compat
+    from rltrain.agent import build_agent
+    from rltrain.loop import run_episodes
+    from rltrain.train import EVAL_SEED_OFFSET, make_env
+
+    cfg = tiny("train.nb_steps=1500", "train.eval_interval=150", "train.eval_episodes=3",
+               "train.test_episodes=4", "train.checkpoint_interval=0", "seed=2")
+    result = train(cfg, Path("kept"))
+    best_step, best_value = result.best_evaluation
+    assert best_value == max(v for _, v in result.evaluations)
+    assert best_step == max(s for s, v in result.evaluations if v == best_value)
+    assert len(result.test_rewards) == len(result.final_test_rewards) == 4
+    assert (Path("kept") / "final_weights.h5").exists()
+
+    keras = compat.load()
+    env = make_env(cfg.env.id, 0)
+    agent = build_agent(cfg.agent, env.observation_space.shape, int(env.action_space.n))
+    agent.load_weights(str(result.weights_path))  # the delivered agent scores as evaluated
+    again = run_episodes(agent, env, 3, cfg.seed + EVAL_SEED_OFFSET)
+    assert float(np.mean(again)) == best_value
+    keras.backend.clear_session()
+
+    plain = train(tiny("train.nb_steps=1500", "train.eval_interval=150", "train.eval_episodes=3",
+                       "train.test_episodes=4", "train.checkpoint_interval=0", "seed=2",
+                       "train.keep_best=false"), Path("plain"))
+    assert plain.evaluations == result.evaluations  # same training either way
+    assert plain.final_test_rewards == [] and plain.test_rewards == result.final_test_rewards

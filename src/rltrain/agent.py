@@ -20,16 +20,27 @@ def build_model(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int) ->
     return keras.Sequential(layers)
 
 
-def build_policies(cfg: DictConfig) -> tuple[Any, Any]:
-    """Training policy (annealed epsilon-greedy) and test policy (greedy or annealed)."""
+def build_policies(cfg: DictConfig, streams: Any = None) -> tuple[Any, Any]:
+    """Training policy (annealed epsilon-greedy) and test policy (greedy or annealed).
+
+    With ``streams`` (the fast agent's own random streams) exploration draws from them,
+    otherwise from ``numpy.random`` as in keras-rl2.
+    """
     from rl.policy import EpsGreedyQPolicy, GreedyQPolicy, LinearAnnealedPolicy
 
+    def eps_greedy() -> Any:
+        if streams is None:
+            return EpsGreedyQPolicy()
+        from rltrain.fast import OwnEpsGreedyQPolicy
+
+        return OwnEpsGreedyQPolicy(streams)
+
     p = cfg.policy
-    policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), attr="eps", value_max=p.value_max,
+    policy = LinearAnnealedPolicy(eps_greedy(), attr="eps", value_max=p.value_max,
                                   value_min=p.value_min, value_test=p.value_test,
                                   nb_steps=p.nb_steps)
     if cfg.test_policy == "annealed":
-        test_policy = LinearAnnealedPolicy(EpsGreedyQPolicy(), attr="eps",
+        test_policy = LinearAnnealedPolicy(eps_greedy(), attr="eps",
                                            value_max=p.value_max, value_min=p.value_min,
                                            value_test=p.value_test, nb_steps=p.nb_steps)
     else:
@@ -53,31 +64,35 @@ def dqn_kwargs(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int) -> Any:
+def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int,
+                seed: int = 0) -> Any:
     """A compiled DQN agent for the ``agent`` config.
 
     ``cfg.impl`` picks the implementation: ``fast`` (FastDQNAgent + FastSequentialMemory,
-    the same algorithm with one session call per training step) or ``keras-rl`` (stock
-    DQNAgent + SequentialMemory).
+    the same algorithm with one session call per training step, drawing from its own
+    random streams seeded with ``seed``) or ``keras-rl`` (stock DQNAgent +
+    SequentialMemory, drawing from the global ``random`` and ``numpy.random``).
     """
     model = build_model(cfg, obs_shape, nb_actions)
-    policy, test_policy = build_policies(cfg)
-    kwargs = dict(model=model, nb_actions=nb_actions, policy=policy, test_policy=test_policy,
-                  **dqn_kwargs(cfg))
     if cfg.impl == "fast":
-        from rltrain.fast import FastDQNAgent, FastSequentialMemory
+        from rltrain.fast import FastDQNAgent, FastSequentialMemory, Streams
 
-        memory = FastSequentialMemory(limit=cfg.memory.limit,
+        streams = Streams(seed)
+        policy, test_policy = build_policies(cfg, streams)
+        memory = FastSequentialMemory(limit=cfg.memory.limit, streams=streams,
                                       window_length=cfg.memory.window_length)
         agent = FastDQNAgent(memory=memory, bootstrap_on_truncation=cfg.bootstrap_on_truncation,
-                             **kwargs)
+                             model=model, nb_actions=nb_actions, policy=policy,
+                             test_policy=test_policy, **dqn_kwargs(cfg))
     else:
         from rl.agents.dqn import DQNAgent
         from rl.memory import SequentialMemory
 
+        policy, test_policy = build_policies(cfg)
         memory = SequentialMemory(limit=cfg.memory.limit,
                                   window_length=cfg.memory.window_length)
-        agent = DQNAgent(memory=memory, **kwargs)
+        agent = DQNAgent(memory=memory, model=model, nb_actions=nb_actions, policy=policy,
+                         test_policy=test_policy, **dqn_kwargs(cfg))
     with compat.trusted_lambdas():
         agent.compile(compat.adam(cfg.lr), metrics=["mae"])
     return agent

@@ -80,6 +80,7 @@ class TrainConfig:
     test_episodes: int = 5
     eval_interval: int = 5000
     eval_episodes: int = 5
+    keep_best: bool = True
     threads: int = 1
     progress: bool = True
 

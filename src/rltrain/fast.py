@@ -17,12 +17,14 @@ state (keras-rl2 treats truncation as a terminal, a known DQN bias).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from rl.agents.dqn import DQNAgent
-from rl.memory import Experience, Memory, sample_batch_indexes
+from rl.memory import Experience, Memory
+from rl.policy import EpsGreedyQPolicy
 from rl.util import clone_model
 
 from rltrain import compat
@@ -39,17 +41,53 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+class Streams:
+    """An agent's own random streams, seeded like the global ones keras-rl2 uses.
+
+    ``py`` stands for Python's ``random`` (replay indices drawn without replacement) and
+    ``np`` for ``numpy.random`` (exploration, and indices drawn with replacement), so one
+    agent draws exactly what stock keras-rl2 draws after ``random.seed(seed)`` and
+    ``np.random.seed(seed)``, and agents trained side by side never share a stream.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.py = random.Random(seed)
+        self.np = np.random.RandomState(seed)
+
+    def batch_indexes(self, low: int, high: int, size: int) -> list[int] | np.ndarray:
+        """keras-rl2's ``sample_batch_indexes`` on these streams (without its warning:
+        a batch larger than the memory is drawn with replacement, as keras-rl2 does)."""
+        if high - low >= size:
+            return self.py.sample(range(low, high), size)
+        return self.np.randint(low, high, size=size)  # = np.random.random_integers(low, high-1)
+
+
+class OwnEpsGreedyQPolicy(EpsGreedyQPolicy):
+    """keras-rl2's ``EpsGreedyQPolicy`` drawing from an agent's own numpy stream."""
+
+    def __init__(self, streams: Streams, eps: float = 0.1) -> None:
+        super().__init__(eps=eps)
+        self.streams = streams
+
+    def select_action(self, q_values: np.ndarray) -> int:
+        rng = self.streams.np
+        if rng.uniform() < self.eps:
+            return int(rng.randint(0, q_values.shape[0]))
+        return int(np.argmax(q_values))
+
+
 class FastSequentialMemory(Memory):
     """``SequentialMemory`` on preallocated ring arrays, with vectorised sampling.
 
     Same semantics as keras-rl2's (limit, window_length, episode boundaries, the first
     stored state never sampled, transitions after a terminal resampled), same random
-    calls, plus a ``truncated`` flag per transition.
+    calls (on the agent's own ``streams``), plus a ``truncated`` flag per transition.
     """
 
-    def __init__(self, limit: int, **kwargs: Any) -> None:
+    def __init__(self, limit: int, streams: Streams | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.limit = limit
+        self.streams = streams or Streams(0)
         self.observations: np.ndarray | None = None  # allocated on the first append
         self.actions = np.zeros(limit, dtype=np.int64)
         self.rewards = np.zeros(limit, dtype=np.float32)
@@ -90,15 +128,15 @@ class FastSequentialMemory(Memory):
         """Logical indexes ``idx`` of the transitions (idx-1 -> idx), as keras-rl2 draws them."""
         assert self.nb_entries >= self.window_length + 2, "not enough entries in the memory"
         if batch_idxs is None:
-            batch_idxs = sample_batch_indexes(self.window_length, self.nb_entries - 1,
-                                              size=batch_size)
+            batch_idxs = self.streams.batch_indexes(self.window_length, self.nb_entries - 1,
+                                                    size=batch_size)
         idx = np.array(batch_idxs, dtype=np.int64) + 1
         assert len(idx) == batch_size
         after_terminal = self.terminals[self._slots(idx - 2)]
         for k in np.flatnonzero(after_terminal):  # in order: the same random calls as stock
             i = idx[k]
             while self.terminals[self._slots(np.int64(i - 2))]:
-                i = sample_batch_indexes(self.window_length + 1, self.nb_entries, size=1)[0]
+                i = self.streams.batch_indexes(self.window_length + 1, self.nb_entries, size=1)[0]
             idx[k] = i
         return idx
 

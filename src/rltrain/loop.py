@@ -8,7 +8,8 @@ so keras-rl2's callbacks (``FileLogger``, ``ModelIntervalCheckpoint``) work unch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 
@@ -84,15 +85,38 @@ def fit(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
     (between episodes, so the agent's recent state is untouched) and once more at the end;
     its logs go to ``callbacks.on_evaluation_end``.
     """
+    steps = fit_steps(agent, env, nb_steps, callbacks, seed, evaluate, eval_interval)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def fit_steps(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
+              evaluate: Callable[[int], dict[str, Any]] | None = None,
+              eval_interval: int = 0) -> Generator[int, None, str]:
+    """``fit`` as a generator: yields the env step after each evaluation, returns why
+    training stopped early (or ""). ``throw(StopTraining(why))`` at a yield stops it
+    there, as a callback raising StopTraining would: agents trained side by side pause
+    at their evaluations, and their trial may stop them all.
+
+    Whatever ends training, ``on_train_end`` runs, so keras-rl2's ``FileLogger`` writes
+    its JSON and progress bars close even after a crash.
+    """
     agent.training = True
     agent._on_train_begin()
     callbacks.on_train_begin()
     agent.step = 0
     try:
-        _run(agent, env, nb_steps, callbacks, seed, evaluate, eval_interval)
+        yield from _run(agent, env, nb_steps, callbacks, seed, evaluate, eval_interval)
     except StopTraining as stop:
         callbacks.on_train_end({"did_abort": True})
         return str(stop) or "stopped"
+    except BaseException:
+        with contextlib.suppress(Exception):  # never hide the error that ended training
+            callbacks.on_train_end({"did_abort": True})
+        raise
     finally:
         agent._on_train_end()
     callbacks.on_train_end({"did_abort": False})
@@ -100,7 +124,8 @@ def fit(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
 
 
 def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
-         evaluate: Callable[[int], dict[str, Any]] | None, eval_interval: int) -> None:
+         evaluate: Callable[[int], dict[str, Any]] | None,
+         eval_interval: int) -> Generator[int, None, None]:
     """The loop proper: keras-rl2's ``Agent.fit`` with Python int counters."""
     episode = 0
     next_eval = eval_interval
@@ -145,8 +170,10 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
                 callbacks.on_evaluation_end(agent.step, evaluate(agent.step))
                 last_eval = agent.step
                 next_eval = (agent.step // eval_interval + 1) * eval_interval
+                yield agent.step
     if evaluate is not None and eval_interval and last_eval < agent.step:
         callbacks.on_evaluation_end(agent.step, evaluate(agent.step))
+        yield agent.step
 
 
 def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int,

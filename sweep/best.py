@@ -31,6 +31,7 @@ class BestTrial:
     run_id: str
     params: dict[str, Any]
     overrides: list[str]
+    recheck: dict[str, Any] | None = None  # the recheck's statistics, when it picked it
 
     @property
     def command(self) -> str:
@@ -58,15 +59,19 @@ def load_existing_study(sweep_args: list[str]) -> Any:
 
 
 def best_trial(sweep_args: list[str]) -> BestTrial:
-    """The study's best COMPLETE trial; ConfigError if it has none."""
+    """The recheck's winner (sweep/recheck.py), else the study's best COMPLETE trial;
+    ConfigError if it has none."""
+    from sweep.recheck import WINNER
+
     study = load_existing_study(sweep_args)
+    rechecked = study.user_attrs.get(WINNER)
     try:
-        best = study.best_trial
+        best = study.trials[rechecked["trial"]] if rechecked else study.best_trial
     except ValueError as err:
         raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet") from err
     return BestTrial(study=study.study_name, trial=best.number, value=float(best.value),
                      run_id=str(best.user_attrs.get("run_id", "")), params=dict(best.params),
-                     overrides=list(best.user_attrs.get("overrides", [])))
+                     overrides=list(best.user_attrs.get("overrides", [])), recheck=rechecked)
 
 
 def check_export_name(name: str) -> None:
@@ -103,7 +108,14 @@ def cmd_best(args: list[str]) -> int:
         print(json.dumps({**asdict(best), "command": best.command,
                           "experiment": str(path) if path else None}))
         return 0
-    print(f"study {best.study}: best trial {best.trial}, value {best.value:g}")
+    print(f"study {best.study}: best trial {best.trial}, objective {best.value:g}")
+    if best.recheck:
+        r = best.recheck
+        print(f"  recheck winner on {len(r['seeds'])} fresh seeds: test mean {r['mean']:.1f} "
+              f"(95% CI {r['ci95'][0]:.1f}-{r['ci95'][1]:.1f}), solved {r['solved']}/"
+              f"{len(r['seeds'])} (>= {r['threshold']:g}), objective there {r['score']:.1f}")
+    else:
+        print("  (no recheck: the best objective on the trial's own seeds)")
     print(f"  MLflow run: {best.run_id}")
     for key, value in best.params.items():
         print(f"  {key} = {value}")

@@ -126,6 +126,14 @@ def best_trial(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
     return pick(done, key=lambda t: t.value)
 
 
+def chosen(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
+    """The recheck's winner when the recheck is done, else the best objective."""
+    winner = study.user_attrs.get("recheck_winner")
+    if winner:
+        return study.trials[winner["trial"]]
+    return best_trial(study.get_trials(deepcopy=False), plan.settings.direction)
+
+
 def trial_line(t: FrozenTrial, best: FrozenTrial | None) -> str:
     """``trial 7 COMPLETE 412.4  model.units=64 lr=0.0012 ...`` (or the error, when failed)."""
     head = f"trial {t.number:3d} {t.state.name:<8}"
@@ -158,22 +166,26 @@ def top_table(study: optuna.Study, plan: Plan, k: int = TOP) -> str:
 
 
 def train_command(trial: FrozenTrial) -> str:
-    """The exact command that trains this trial's config again (same seed)."""
-    overrides = trial.user_attrs.get("overrides", [])
+    """The exact command that trains this trial's config again (its first seed)."""
+    overrides = list(trial.user_attrs.get("overrides", []))
+    if trial.user_attrs.get("seeds") and not any(o.startswith("seed=") for o in overrides):
+        overrides.append(f"seed={trial.user_attrs['seeds'][0]}")
     return mask_url(" ".join(["python -m sweep train", *map(shlex.quote, overrides)]))
 
 
 def summary(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
     """Print the top trials and how to train the best again; return the best trial."""
     s = plan.settings
-    best = best_trial(study.get_trials(deepcopy=False), s.direction)
+    best = chosen(study, plan)
     print(f"\nstudy {s.study_name}: {_counts(study.trials)} (objective: {s.metric}, "
           f"{s.direction})")
     if best is None:
         print("no trial completed")
         return None
     print(f"top trials:\n{top_table(study, plan)}")
-    print(f"\nbest: trial {best.number}, {s.metric} = {best.value:.2f}")
+    how = "the recheck's winner" if "recheck_winner" in study.user_attrs else \
+        "the best objective"
+    print(f"\nbest ({how}): trial {best.number}, objective = {best.value:.2f}")
     print(f"train it again:\n  {train_command(best)}")
     print(f"files: {plan.folder}/ (best_config.yaml, top_trials.txt, trials.csv, plots/)")
     return best

@@ -21,10 +21,11 @@ from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, validate
+from sweep import objective, seeds
 from sweep import space as space_
 
 SAMPLERS = {"tpe": None, "random": None, "cmaes": "cmaes", "gp": "torch"}  # name -> needs
-PRUNERS = ("median", "hyperband", "threshold", "none")
+PRUNERS = ("median", "hyperband", "threshold", "wilcoxon", "none")
 METRICS = ("eval/mean_reward", "test/mean_reward")
 DIRECTIONS = ("maximize", "minimize")
 SETTINGS_GROUPS = ("sweep", "search")  # the multirun config's own groups, not the trial's
@@ -54,6 +55,12 @@ class SweepSettings:
     heartbeat_interval: int = 10
     grace_period: int = 60
     max_retry: int = 2
+    seeds_per_trial: int = 3
+    seed_score: str = "mean"
+    score_last_n: int = 3
+    aggregate: str = "mean"
+    recheck_top_k: int = 3
+    recheck_seeds: int = 5
 
 
 @dataclass
@@ -155,7 +162,23 @@ def check_settings(s: SweepSettings) -> None:
          s.pruner != "threshold" or math.isfinite(s.prune_threshold),
          "sweep.pruner=threshold needs a number: trials below it (above, when minimizing) "
          "are pruned"),
-        ("seed", s.seed, 0 <= s.seed < 100_000, "must be in [0, 100000)"),
+        ("seed", s.seed, 0 <= s.seed < seeds.MAX_SWEEP_SEED,
+         f"must be in [0, {seeds.MAX_SWEEP_SEED})"),
+        ("n_trials", s.n_trials, s.n_trials <= seeds.MAX_TRIALS,
+         f"must be <= {seeds.MAX_TRIALS}"),
+        ("seeds_per_trial", s.seeds_per_trial,
+         1 <= s.seeds_per_trial <= seeds.MAX_SEEDS_PER_TRIAL,
+         f"must be in [1, {seeds.MAX_SEEDS_PER_TRIAL}]"),
+        ("seed_score", s.seed_score, s.seed_score in objective.SEED_SCORES,
+         f"must be one of {', '.join(objective.SEED_SCORES)}"),
+        ("score_last_n", s.score_last_n, s.score_last_n >= 1, "must be >= 1"),
+        ("aggregate", s.aggregate, s.aggregate in objective.AGGREGATES,
+         f"must be one of {', '.join(objective.AGGREGATES)}"),
+        ("recheck_top_k", s.recheck_top_k, s.recheck_top_k >= 0, "must be >= 0 (0: no recheck)"),
+        ("recheck_seeds", s.recheck_seeds, 1 <= s.recheck_seeds <= seeds.MAX_RECHECK_SEEDS,
+         f"must be in [1, {seeds.MAX_RECHECK_SEEDS}]"),
+        ("pruner", s.pruner, s.pruner != "wilcoxon" or s.seeds_per_trial >= 2,
+         "wilcoxon compares seeds: needs sweep.seeds_per_trial >= 2"),
         ("direction", s.direction, s.direction in DIRECTIONS, "must be maximize or minimize"),
         ("metric", s.metric, s.metric in METRICS, f"must be one of {', '.join(METRICS)}"),
         ("max_failures", s.max_failures, s.max_failures >= 0, "must be >= 0"),

@@ -58,3 +58,29 @@ def seed_curves(curves: list[list[tuple[int, float]]], path: Path, title: str = 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def leaders_plot(results: dict[str, list[float]], path: Path, threshold: float) -> Path:
+    """Each leader's fresh-seed results as points, with the mean and its 95% t-interval."""
+    from scipy import stats
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100, layout="constrained")
+    for i, values in enumerate(results.values()):
+        x = np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values))
+        ax.scatter(x, values, color="tab:blue", alpha=0.6, s=22, zorder=3)
+        mean = float(np.mean(values))
+        half = (stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1)
+                / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        ax.errorbar(i + 0.3, mean, yerr=half, fmt="o", color="tab:orange", capsize=5, zorder=4,
+                    label="mean and 95% interval" if i == 0 else None)
+    if np.isfinite(threshold):
+        ax.axhline(threshold, color="tab:green", ls="--", lw=1, label=f"solved ({threshold:g})")
+    ax.set_xticks(range(len(results)), list(results))
+    ax.set_ylabel("delivered agent's test reward")
+    ax.set_title("the leaders retrained on fresh seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.savefig(path)
+    plt.close(fig)
+    return path

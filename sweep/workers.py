@@ -1,0 +1,176 @@
+"""Workers: each claims a trial (atomically with the budget check), trains it, repeats.
+
+With one worker the invocation's own process trains; with more, spawned processes do
+(TensorFlow is not fork-safe). Ctrl-C in the main process sets ``Job.stop``; each worker
+stops at its next check, and its running trial ends FAILED.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import Trial, TrialState
+
+from sweep.samplers import make_pruner, make_sampler, sampler_seed
+from sweep.settings import Plan
+from sweep.storage import (
+    Heartbeat,
+    claim_lock,
+    end_parent_run,
+    fail_stale_trials,
+    heartbeats,
+    open_storage,
+)
+from sweep.trial import Context, run_trial
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+CLAIMED = (*FINISHED, TrialState.RUNNING)  # what counts against sweep.n_trials
+
+
+@dataclass
+class Job:
+    """What every worker of one invocation shares (picklable for spawned processes)."""
+
+    plan: Plan
+    parent_run_id: str
+    lock: Any           # multiprocessing Lock: budget check + ask are atomic across workers
+    stop: Any           # multiprocessing Event: set by Ctrl-C
+    n_existing: int     # trials in the study when this invocation began
+    main_pid: int       # the invocation's own process
+    salt: int = 0       # database storage: this invocation's share of the samplers' seeds
+    in_subprocess: bool = False
+
+
+def load_study(job: Job, worker: int, storage: Any) -> optuna.Study:
+    s = job.plan.settings
+    seed = sampler_seed(s, job.n_existing, worker, job.salt)
+    return optuna.load_study(study_name=s.study_name, storage=storage,
+                             sampler=make_sampler(s, seed), pruner=make_pruner(job.plan))
+
+
+def claimed(study: optuna.Study) -> int:
+    """Finished and running trials: ``sweep.n_trials`` is a total over every invocation."""
+    return len(study.get_trials(deepcopy=False, states=CLAIMED))
+
+
+def failures(study: optuna.Study, invocation: str) -> list[optuna.trial.FrozenTrial]:
+    """The failed trials of one invocation (``sweep.max_failures`` counts these)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if t.user_attrs.get("invocation") == invocation]
+
+
+def work(job: Job, worker: int) -> None:
+    """One worker: claim a trial (atomically with the budget check), train it, repeat."""
+    if job.in_subprocess:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into job.stop
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    storage = open_storage(job.plan)
+    study = load_study(job, worker, storage)
+    parent = os.getppid()
+
+    def should_stop() -> str:
+        """Why this worker should stop now, or ""."""
+        if job.stop.is_set():
+            return "stopped by Ctrl-C"
+        if job.in_subprocess and os.getppid() != parent:
+            return "the sweep's main process is gone"
+        return ""
+
+    s, waiting = job.plan.settings, False
+    while not should_stop():
+        trial = claim(study, storage, job, worker)
+        if trial is None:
+            break
+        if trial == WAIT:  # the rest runs elsewhere; a dead worker's trial would come back
+            if not waiting:
+                print(f"worker {worker}: the last trials run in other workers; waiting for "
+                      "them (a dead worker's trial is retried here)", file=sys.stderr)
+            waiting = True
+            time.sleep(WAIT_POLL)
+            continue
+        waiting = False
+        with Heartbeat(storage, trial, s.heartbeat_interval):
+            run_trial(study, trial, Context(job.plan, job.parent_run_id, should_stop))
+    if job.in_subprocess and os.getppid() != parent:  # nobody else will close the parent run
+        end_parent_run(job.plan, job.parent_run_id)
+
+
+WAIT = "wait"
+WAIT_POLL = 1.0  # seconds between looks at the study while the last trials run elsewhere
+
+
+def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | str | None:
+    """Under the claim lock: fail the trials of dead workers, then a new (or retried) trial,
+    WAIT while the budget is taken only by trials running elsewhere (database storage), or
+    None when the budget is spent or too many trials failed."""
+    s = job.plan.settings
+    with job.lock, claim_lock(storage, job.plan):
+        fail_stale_trials(study, storage, job.plan)
+        trials = study.get_trials(deepcopy=False, states=CLAIMED)
+        finished = sum(t.state in FINISHED for t in trials)
+        if finished >= s.n_trials or len(failures(study, job.parent_run_id)) > s.max_failures:
+            return None
+        if len(trials) >= s.n_trials:
+            return WAIT if heartbeats(storage) else None
+        trial = study.ask()
+        Heartbeat(storage, trial, s.heartbeat_interval).beat()  # alive from the first moment
+        for key, value in {"pid": os.getpid(), "host": socket.gethostname(),
+                           "invocation": job.parent_run_id, "worker": worker,
+                           "main_pid": job.main_pid}.items():
+            trial.set_user_attr(key, value)
+    return trial
+
+
+def run_workers(job: Job, n_workers: int) -> list[str]:
+    """``n_workers`` spawned processes (TensorFlow is not fork-safe), or this process for one.
+    Returns a line per worker that crashed."""
+    if n_workers == 1:
+        work(job, 0)
+        return []
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    job.in_subprocess = True
+    procs = [ctx.Process(target=work, args=(job, i), name=f"sweep-worker-{i}", daemon=False)
+             for i in range(n_workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    return [f"worker {i} (pid {p.pid}) exited with code {p.exitcode}"
+            for i, p in enumerate(procs) if p.exitcode]
+
+
+@contextmanager
+def ctrl_c_sets(stop: Any) -> Iterator[None]:
+    """The first Ctrl-C asks every worker to stop (running trials end FAILED); a second
+    one raises KeyboardInterrupt at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping: running trials end as FAILED; run the same command to resume "
+              "(Ctrl-C again to quit at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

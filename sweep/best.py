@@ -62,6 +62,7 @@ def best_trial(sweep_args: list[str]) -> BestTrial:
     """The recheck's winner (sweep/recheck.py), else the study's best COMPLETE trial;
     ConfigError if it has none."""
     from sweep.recheck import WINNER
+    from sweep.report import retrain_overrides
 
     study = load_existing_study(sweep_args)
     rechecked = study.user_attrs.get(WINNER)
@@ -71,7 +72,7 @@ def best_trial(sweep_args: list[str]) -> BestTrial:
         raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet") from err
     return BestTrial(study=study.study_name, trial=best.number, value=float(best.value),
                      run_id=str(best.user_attrs.get("run_id", "")), params=dict(best.params),
-                     overrides=list(best.user_attrs.get("overrides", [])), recheck=rechecked)
+                     overrides=retrain_overrides(best), recheck=rechecked)
 
 
 def check_export_name(name: str) -> None:

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from rltrain.tracking import Tracker, tracked_run
 from sweep import objective, seeds, stats
+from sweep.runs import end_orphans
 from sweep.settings import Plan
 
 KEY = "recheck"  # study user attr: {"<trial>/<seed>": result}
@@ -145,6 +146,7 @@ def run(plan: Plan, study: optuna.Study, parent: Tracker, stop: Any) -> None:
     summarize on the parent run. Ctrl-C (``stop``) ends running tasks FAILED."""
     todo = missing(study, plan)
     if todo:
+        end_orphans(plan, ("recheck", "recheck-seed"))  # left RUNNING by a killed recheck
         _run_tasks(plan, study, parent, todo, stop)
     _report(plan, study, parent)
 

@@ -165,12 +165,18 @@ def top_table(study: optuna.Study, plan: Plan, k: int = TOP) -> str:
                      for row in rows)
 
 
-def train_command(trial: FrozenTrial) -> str:
-    """The exact command that trains this trial's config again (its first seed)."""
+def retrain_overrides(trial: FrozenTrial) -> list[str]:
+    """The overrides that train this trial's config again, on its first seed."""
     overrides = list(trial.user_attrs.get("overrides", []))
     if trial.user_attrs.get("seeds") and not any(o.startswith("seed=") for o in overrides):
         overrides.append(f"seed={trial.user_attrs['seeds'][0]}")
-    return mask_url(" ".join(["python -m sweep train", *map(shlex.quote, overrides)]))
+    return overrides
+
+
+def train_command(trial: FrozenTrial) -> str:
+    """The exact command that trains this trial's config again (its first seed)."""
+    return mask_url(" ".join(["python -m sweep train",
+                              *map(shlex.quote, retrain_overrides(trial))]))
 
 
 def summary(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
@@ -224,7 +230,7 @@ def finish(parent: Tracker, study: optuna.Study, plan: Plan) -> None:
 
 def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
     try:
-        cfg = compose_config(best.user_attrs.get("overrides", []))
+        cfg = compose_config(retrain_overrides(best))
     except ConfigError as err:  # the config files changed since the trial ran
         print(f"warning: best config not written: {err}", file=sys.stderr)
         return

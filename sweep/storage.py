@@ -4,9 +4,10 @@ A journal file (the default) serves the workers of one machine; a database URL
 (``sweep.storage=postgresql://USER@HOST/DB``) serves workers anywhere. With a database:
 
 - every running trial writes a heartbeat (``sweep.heartbeat_interval``); a trial silent for
-  ``sweep.grace_period`` seconds is FAILED by the next worker that claims a trial, its MLflow
-  run ends FAILED, and a copy with the same parameters and seed is queued, up to
-  ``sweep.max_retry`` times (Optuna's ``RetryHeartbeatStaleTrialCallback``);
+  ``sweep.grace_period`` seconds is FAILED by the next worker that claims a trial (which
+  then ends its MLflow runs, outside the lock: this module never calls MLflow), and a copy
+  with the same parameters and seeds is queued, up to ``sweep.max_retry`` times (Optuna's
+  ``RetryHeartbeatStaleTrialCallback``);
 - the budget check and ``ask`` run under a PostgreSQL advisory lock, so ``sweep.n_trials``
   stays exact over all machines (a file lock does the same for a journal or SQLite file).
 
@@ -27,6 +28,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,6 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from rltrain.config import ConfigError, mask_url
-from rltrain.tracking import find_runs, tracker_for
 from sweep.settings import Plan
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
@@ -100,6 +101,28 @@ def check_storage(plan: Plan) -> None:
         raise ConfigError(f"{where}: cannot connect: {mask_url(lines[0])}") from None
 
 
+LOCK_TIMEOUT = 120  # seconds a worker waits for the claim lock before giving up
+
+
+def _take_advisory_lock(connection: Any, key: dict[str, int], plan: Plan) -> None:
+    """``pg_try_advisory_lock`` until it succeeds, for at most LOCK_TIMEOUT seconds (the lock
+    is only held for a few queries: a longer wait means a stuck worker or server)."""
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar()
+        connection.commit()
+        if taken:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sweep.study_name={plan.settings.study_name}: the claim lock "
+                               f"was not free for {LOCK_TIMEOUT} s")
+        time.sleep(0.2)
+
+
 def _lock_file(plan: Plan) -> Path | None:
     if "://" not in plan.storage:
         return Path(f"{plan.storage}.claim")
@@ -119,8 +142,7 @@ def claim_lock(storage: Any, plan: Plan) -> Iterator[None]:
         digest = hashlib.sha256(f"sweep:{plan.settings.study_name}".encode()).digest()
         key = {"key": int.from_bytes(digest[:8], "big", signed=True)}
         with storage.engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), key)
-            connection.commit()
+            _take_advisory_lock(connection, key, plan)
             try:
                 yield
             finally:
@@ -179,23 +201,34 @@ class Heartbeat:
 
 # -- trials whose worker is gone ------------------------------------------------------------
 
+@dataclass
+class Stale:
+    """A trial FAILED because its worker is gone: what the orchestrator must tell MLflow
+    (outside the claim lock: a slow tracking server must not stall every worker)."""
+
+    number: int
+    invocation: str
+    reason: str
+    sweep_gone: bool  # the trial's sweep process is gone too: its parent run ends KILLED
+
+
 class StaleTrials:
     """Called for each trial whose worker is gone (no heartbeat, or a dead process on this
-    host), after the trial became FAILED: ends its MLflow run FAILED (and its sweep's parent
-    run KILLED when that sweep's process is the one gone), then queues a retry with the same
-    parameters and seed, up to ``sweep.max_retry`` times."""
+    host), after the trial became FAILED: records it in ``found`` (see :class:`Stale`),
+    then queues a retry with the same parameters and seeds, up to ``sweep.max_retry``
+    times."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
+        self.found: list[Stale] = []
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial, reason: str = "") -> None:
         s, attrs = self.plan.settings, trial.user_attrs
         who = f"pid {attrs.get('pid', '?')} on {attrs.get('host', '?')}"
         reason = reason or f"no heartbeat for {s.grace_period} s: its worker ({who}) is gone"
         invocation = attrs.get("invocation", "")
-        tag_trial_runs(self.plan, trial.number, "FAIL", invocation, end=True, reason=reason)
-        if invocation and _sweep_process_gone(attrs):
-            end_parent_run(self.plan, invocation)
+        self.found.append(Stale(trial.number, invocation, reason,
+                                bool(invocation) and _sweep_process_gone(attrs)))
         history = trial.system_attrs.get("retry_history", [])
         retried = len(history) < s.max_retry
         if retried:
@@ -216,28 +249,20 @@ def _sweep_process_gone(attrs: dict[str, Any]) -> bool:
     return bool(main) and attrs.get("host") == socket.gethostname() and not _alive(main)
 
 
-def end_parent_run(plan: Plan, invocation: str) -> None:
-    """End a sweep's parent run KILLED when its process is gone (warn if the store fails)."""
-    try:
-        tracker = tracker_for(plan.tracking_uri, invocation)
-        tracker.set_tags({"stopped": "its sweep process is gone"})
-        tracker.end("KILLED")
-    except Exception as err:
-        print(f"warning: could not end parent run {invocation}: {mask_url(str(err))[:300]}",
-              file=sys.stderr)
-
-
-def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> None:
-    """FAIL the RUNNING trials whose worker is gone, and hand each to :class:`StaleTrials`.
+def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> list[Stale]:
+    """FAIL the RUNNING trials whose worker is gone, hand each to :class:`StaleTrials`, and
+    return them (their MLflow runs are the caller's to end, after the claim lock).
 
     A database storage goes by heartbeats (any machine); a journal by process ids (this
     host). Call it under :func:`claim_lock`.
     """
     if heartbeats(storage):
+        callback = storage.get_heartbeat_stale_trial_callback()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        return
+        found, callback.found = callback.found, []
+        return found
     host, handler = socket.gethostname(), StaleTrials(plan)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
@@ -247,6 +272,7 @@ def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> None:
         Trial(study, t._trial_id).set_user_attr("error", reason)
         study.tell(t.number, state=TrialState.FAIL)
         handler(study, t, reason)
+    return handler.found
 
 
 def _alive(pid: int) -> bool:
@@ -257,22 +283,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def tag_trial_runs(plan: Plan, number: int, state: str, invocation: str, end: bool = False,
-                   reason: str = "") -> None:
-    """Set ``sweep.state`` (and ``error``: ``reason``) on the trial's MLflow run(s); ``end``:
-    also close them FAILED."""
-    if not invocation:
-        return
-    try:
-        tags = {"sweep.study": plan.settings.study_name, "sweep.trial": number,
-                "sweep.invocation": invocation}
-        for run_id in find_runs(plan.tracking_uri, plan.experiment, tags):
-            tracker = tracker_for(plan.tracking_uri, run_id)
-            tracker.set_tags({"sweep.state": state, **({"error": reason} if reason else {})})
-            if end:
-                tracker.end("FAILED")
-    except Exception as err:  # the tracking store is not worth losing the trial for
-        print(f"warning: could not tag trial {number}'s MLflow run: {mask_url(str(err))[:300]}",
-              file=sys.stderr)

@@ -28,6 +28,7 @@ import optuna
 from rltrain.config import ConfigError, mask_url
 from rltrain.tracking import check_server, tracked_run
 from sweep import recheck, report
+from sweep.runs import end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
 from sweep.storage import check_storage, claim_lock, fail_stale_trials, open_storage
@@ -117,7 +118,8 @@ def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
     storage = open_storage(plan)
     study = join_study(plan, storage) if join else create_study(plan, storage)
     with claim_lock(storage, plan):
-        fail_stale_trials(study, storage, plan)
+        stale = fail_stale_trials(study, storage, plan)
+    end_stale(plan, stale)
     return storage, study
 
 
@@ -155,7 +157,8 @@ def run(plan: Plan, join: bool = False) -> Outcome:
                 with monitor:
                     crashed = run_workers(job, min(s.n_jobs, left))
                 with claim_lock(storage, plan):
-                    fail_stale_trials(study, storage, plan)  # trials of a crashed worker
+                    stale = fail_stale_trials(study, storage, plan)  # a crashed worker's
+                end_stale(plan, stale)
             outcome = _outcome(study, job, crashed)
             if outcome.exit_code == 0 and not join and _budget_spent(study, plan):
                 recheck.run(plan, study, parent, job.stop)

@@ -31,8 +31,8 @@ from rltrain.loop import StopTraining
 from rltrain.tracking import Tracker, tracked_run
 from sweep import objective, seeds
 from sweep import space as space_
+from sweep.runs import tag_trial_runs
 from sweep.settings import Plan
-from sweep.storage import tag_trial_runs
 
 STOP_CHECK_STEPS = 256  # how often a running seed looks for Ctrl-C
 

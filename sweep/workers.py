@@ -22,16 +22,10 @@ from typing import Any
 import optuna
 from optuna.trial import Trial, TrialState
 
+from sweep.runs import end_parent_run, end_stale
 from sweep.samplers import make_pruner, make_sampler, sampler_seed
 from sweep.settings import Plan
-from sweep.storage import (
-    Heartbeat,
-    claim_lock,
-    end_parent_run,
-    fail_stale_trials,
-    heartbeats,
-    open_storage,
-)
+from sweep.storage import Heartbeat, claim_lock, fail_stale_trials, heartbeats, open_storage
 from sweep.trial import Context, run_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -117,20 +111,23 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
     WAIT while the budget is taken only by trials running elsewhere (database storage), or
     None when the budget is spent or too many trials failed."""
     s = job.plan.settings
+    trial: Trial | str | None = None
     with job.lock, claim_lock(storage, job.plan):
-        fail_stale_trials(study, storage, job.plan)
+        stale = fail_stale_trials(study, storage, job.plan)
         trials = study.get_trials(deepcopy=False, states=CLAIMED)
         finished = sum(t.state in FINISHED for t in trials)
         if finished >= s.n_trials or len(failures(study, job.parent_run_id)) > s.max_failures:
-            return None
-        if len(trials) >= s.n_trials:
-            return WAIT if heartbeats(storage) else None
-        trial = study.ask()
-        Heartbeat(storage, trial, s.heartbeat_interval).beat()  # alive from the first moment
-        for key, value in {"pid": os.getpid(), "host": socket.gethostname(),
-                           "invocation": job.parent_run_id, "worker": worker,
-                           "main_pid": job.main_pid}.items():
-            trial.set_user_attr(key, value)
+            trial = None
+        elif len(trials) >= s.n_trials:
+            trial = WAIT if heartbeats(storage) else None
+        else:
+            trial = study.ask()
+            Heartbeat(storage, trial, s.heartbeat_interval).beat()  # alive from the start
+            for key, value in {"pid": os.getpid(), "host": socket.gethostname(),
+                               "invocation": job.parent_run_id, "worker": worker,
+                               "main_pid": job.main_pid}.items():
+                trial.set_user_attr(key, value)
+    end_stale(job.plan, stale)  # MLflow, after the lock: a slow server stalls no other worker
     return trial
 
 

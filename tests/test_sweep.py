@@ -26,7 +26,8 @@ from tests.test_train import artifact_paths
 
 TINY = ["agent.impl=keras-rl", "train.nb_steps=200", "train.eval_interval=100",
         "train.eval_episodes=2", "train.test_episodes=1", "train.checkpoint_interval=0",
-        "agent.memory.limit=1000", "agent.policy.nb_steps=150", "sweep.n_jobs=1"]
+        "agent.memory.limit=1000", "agent.policy.nb_steps=150", "sweep.n_jobs=1",
+        "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0"]
 EXPERIMENT = "keras-rl-cartpole"
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 
@@ -75,20 +76,23 @@ def test_four_trials_are_four_child_runs_under_one_parent(sweep, client, capsys)
         assert t.distributions["agent.model.units"] == CategoricalDistribution((8, 24))
         assert t.params["agent.model.units"] in (8, 24)
         assert "agent.model.layers" not in t.params and "agent.lr" in t.params
-        assert t.user_attrs["overrides"][-1] == f"seed={t.number}"
+        assert t.user_attrs["seeds"] == [t.number * 100]  # sweep.seed*1e6 + trial*100 + j
 
     (parent,), children = runs(client)
     kids = children[parent.info.run_id]
     assert [r.info.run_name for r in kids] == ["trial-000", "trial-001", "trial-002", "trial-003"]
     for t, run in zip(trials, kids, strict=True):
-        assert run.info.run_id == t.user_attrs["run_id"]
+        assert run.info.run_id == t.user_attrs["trial_run_id"]
         assert run.info.status == "FINISHED" and run.data.tags["sweep.state"] == "COMPLETE"
         assert run.data.tags["sweep.study"] == "dqn-cartpole"
         assert run.data.params["agent.model.layers"] == "1"   # the composed config ...
         assert run.data.params["agent.model.units"] == run.data.tags["sampled.agent.model.units"]
-        assert run.data.params["seed"] == str(t.number)       # ... with sampled values marked
+        assert run.data.params["seeds"] == str(t.number * 100)  # ... with sampled values marked
         assert "agent.model.layers" not in {k.removeprefix("sampled.") for k in run.data.tags}
-        assert run.data.metrics["eval/mean_reward"] == t.value
+        assert run.data.metrics["objective"] == t.value
+        seed_run = client.get_run(t.user_attrs["run_id"])  # the seed's run, nested under it
+        assert seed_run.data.tags["mlflow.parentRunId"] == run.info.run_id
+        assert seed_run.data.params["seed"] == str(t.number * 100)
 
     best = max(trials, key=lambda t: t.value)
     assert parent.info.status == "FINISHED"
@@ -103,10 +107,10 @@ def test_four_trials_are_four_child_runs_under_one_parent(sweep, client, capsys)
                 client, parent.info.run_id)
     best_cfg = yaml.safe_load(Path("multirun/dqn-cartpole/best_config.yaml").read_text())
     assert best_cfg["agent"]["model"]["units"] == best.params["agent.model.units"]
-    assert best_cfg["seed"] == best.number
+    assert best_cfg["seed"] == best.number * 100
 
     out = capsys.readouterr().out
-    assert "top trials:" in out and f"best: trial {best.number}" in out
+    assert "top trials:" in out and f"objective): trial {best.number}" in out
     assert "python -m sweep train agent.impl=keras-rl train.nb_steps=200" in out
 
 

@@ -139,13 +139,16 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return found.experiment_id
 
 
-def find_runs(uri: str, experiment: str, tags: Mapping[str, Any]) -> list[str]:
-    """Ids of the runs in ``experiment`` that carry every one of ``tags``."""
+def find_runs(uri: str, experiment: str, tags: Mapping[str, Any],
+              status: str | None = None) -> list[str]:
+    """Ids of the runs in ``experiment`` that carry every one of ``tags`` (and ``status``)."""
     client = client_for(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
     query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    if status:
+        query += f" and attributes.status = '{status}'"
     return [run.info.run_id for run in client.search_runs([found.experiment_id], query)]
 
 

@@ -6,12 +6,13 @@ retries) costs a warning, never a trial or a worker. Nothing here runs under the
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from rltrain.config import mask_url
 from rltrain.tracking import find_runs, tracker_for
 from sweep.settings import Plan
-from sweep.storage import Stale
+from sweep.storage import Stale, process_alive
 
 
 def tag_trial_runs(plan: Plan, number: int, state: str, invocation: str, end: bool = False,
@@ -66,4 +67,21 @@ def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:
                 tracker.end("FAILED")
     except Exception as err:
         print(f"warning: could not end runs left running: {mask_url(str(err))[:300]}",
+              file=sys.stderr)
+
+
+def end_dead_parents(plan: Plan) -> None:
+    """End KILLED the study's parent runs left RUNNING by a sweep process of this host that
+    is gone (killed between its trials, e.g. during the recheck)."""
+    try:
+        tags = {"sweep.study": plan.settings.study_name, "sweep.role": "parent",
+                "sweep.host": socket.gethostname()}
+        client_runs = find_runs(plan.tracking_uri, plan.experiment, tags, status="RUNNING",
+                                with_tags=True)
+        for run_id, run_tags in client_runs:
+            pid = int(run_tags.get("sweep.pid", "0") or 0)
+            if pid and not process_alive(pid):
+                end_parent_run(plan, run_id)
+    except Exception as err:
+        print(f"warning: could not end parent runs left running: {mask_url(str(err))[:300]}",
               file=sys.stderr)

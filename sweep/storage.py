@@ -246,7 +246,8 @@ def _sweep_process_gone(attrs: dict[str, Any]) -> bool:
     pid, main = attrs.get("pid"), attrs.get("main_pid")
     if pid and pid == main:
         return True
-    return bool(main) and attrs.get("host") == socket.gethostname() and not _alive(main)
+    return (bool(main) and attrs.get("host") == socket.gethostname()
+            and not process_alive(main))
 
 
 def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> list[Stale]:
@@ -266,7 +267,7 @@ def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> list[Sta
     host, handler = socket.gethostname(), StaleTrials(plan)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not pid or _alive(pid):
+        if t.user_attrs.get("host") != host or not pid or process_alive(pid):
             continue
         reason = f"stale: worker process {pid} is gone"
         Trial(study, t._trial_id).set_user_attr("error", reason)
@@ -275,7 +276,7 @@ def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> list[Sta
     return handler.found
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -28,7 +28,7 @@ import optuna
 from rltrain.config import ConfigError, mask_url
 from rltrain.tracking import check_server, tracked_run
 from sweep import recheck, report
-from sweep.runs import end_stale
+from sweep.runs import end_dead_parents, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
 from sweep.storage import check_storage, claim_lock, fail_stale_trials, open_storage
@@ -120,6 +120,7 @@ def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
     with claim_lock(storage, plan):
         stale = fail_stale_trials(study, storage, plan)
     end_stale(plan, stale)
+    end_dead_parents(plan)
     return storage, study
 
 
@@ -143,7 +144,8 @@ def run(plan: Plan, join: bool = False) -> Outcome:
     ctx = mp.get_context("spawn")
     name = f"{s.study_name}-{datetime.now():%m%d-%H%M%S}"
     tags = {"sweep.study": s.study_name, "sweep.role": "parent",
-            "sweep.storage": mask_url(plan.storage)}
+            "sweep.storage": mask_url(plan.storage), "sweep.host": socket.gethostname(),
+            "sweep.pid": os.getpid()}
     with tracked_run(plan.tracking_uri, plan.experiment, name, tags=tags) as parent:
         report.log_plan(parent, plan)
         salt = zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) \

@@ -210,7 +210,8 @@ def test_two_worker_processes_share_one_storage(sweep, client) -> None:
     (parent,), children = runs(client)
     kids = children[parent.info.run_id]
     assert [r.info.run_name for r in kids] == ["trial-000", "trial-001", "trial-002", "trial-003"]
-    assert sorted(r.info.run_id for r in kids) == sorted(t.user_attrs["run_id"] for t in trials)
+    trial_runs = sorted(t.user_attrs["trial_run_id"] for t in trials)
+    assert sorted(r.info.run_id for r in kids) == trial_runs
 
 
 def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri, client) -> None:

@@ -139,9 +139,10 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return found.experiment_id
 
 
-def find_runs(uri: str, experiment: str, tags: Mapping[str, Any],
-              status: str | None = None) -> list[str]:
-    """Ids of the runs in ``experiment`` that carry every one of ``tags`` (and ``status``)."""
+def find_runs(uri: str, experiment: str, tags: Mapping[str, Any], status: str | None = None,
+              with_tags: bool = False) -> list[Any]:
+    """Ids of the runs in ``experiment`` that carry every one of ``tags`` (and ``status``);
+    ``with_tags``: ``(id, tags)`` pairs."""
     client = client_for(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -149,7 +150,10 @@ def find_runs(uri: str, experiment: str, tags: Mapping[str, Any],
     query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
     if status:
         query += f" and attributes.status = '{status}'"
-    return [run.info.run_id for run in client.search_runs([found.experiment_id], query)]
+    found_runs = client.search_runs([found.experiment_id], query)
+    if with_tags:
+        return [(run.info.run_id, dict(run.data.tags)) for run in found_runs]
+    return [run.info.run_id for run in found_runs]
 
 
 def tracker_for(uri: str, run_id: str) -> Tracker:

@@ -1,0 +1,104 @@
+"""Trials on several seeds, pruning on their aggregate, the recheck of the leaders and its
+resumption after a kill, and best naming the recheck's winner (real sweeps, tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from sweep import objective
+from sweep import study as study_
+from sweep.recheck import KEY, WINNER
+from sweep.seeds import recheck_seeds
+from sweep.settings import plan
+from tests.conftest import ROOT, run_cli
+from tests.test_sweep import load
+
+TINY = ["train.nb_steps=300", "train.eval_interval=100", "train.eval_episodes=2",
+        "train.test_episodes=2", "train.checkpoint_interval=0", "agent.memory.limit=1000",
+        "agent.policy.nb_steps=150", "sweep.n_jobs=1"]
+
+
+def test_pruning_acts_on_the_seeds_aggregate(tracking_uri: str, client: MlflowClient) -> None:
+    """Two seeds side by side; the trial reports min over seeds of their scores at each
+    evaluation, and a prune stops both seeds at that evaluation."""
+    outcome = study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=2",
+                               "sweep.seeds_per_trial=2", "sweep.aggregate=min",
+                               "sweep.seed_score=mean", "sweep.pruner=threshold",
+                               "sweep.prune_threshold=1000", "sweep.prune_warmup_steps=0",
+                               "sweep.recheck_top_k=0"]))
+    assert outcome.exit_code == 0, outcome.message
+    for t in load().trials:
+        assert t.state == TrialState.PRUNED and list(t.intermediate_values) == [100]
+        firsts = []
+        for run_id in t.user_attrs["seed_run_ids"]:
+            run = client.get_run(run_id)
+            assert run.info.status == "KILLED" and run.data.tags["stopped"] == "pruned"
+            curve = client.get_metric_history(run_id, "eval/mean_reward")
+            assert len(curve) == 1 and 100 <= curve[0].step < 200  # stopped at its first
+            firsts.append(curve[0].value)
+        assert t.intermediate_values[100] == objective.aggregate(firsts, "min")
+        trial_run = client.get_run(t.user_attrs["trial_run_id"])
+        assert trial_run.info.status == "KILLED"
+        agg = client.get_metric_history(trial_run.info.run_id, "eval/mean_reward")
+        assert [(m.step, m.value) for m in agg] == [(100, sum(firsts) / 2)]
+
+
+RECHECK = ["multirun", *TINY, "train.nb_steps=1500", "train.eval_interval=500",
+           "sweep.n_trials=2", "sweep.seeds_per_trial=1", "sweep.pruner=none",
+           "sweep.recheck_top_k=2", "sweep.recheck_seeds=3"]
+
+
+def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
+        workdir: Path, tracking_uri: str, client: MlflowClient) -> None:
+    args = [*RECHECK, f"tracking.uri={tracking_uri}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", *args], cwd=workdir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline, before = time.monotonic() + 300, {}
+    while time.monotonic() < deadline and proc.poll() is None and not before:
+        time.sleep(0.5)
+        if Path("multirun/dqn-cartpole/study.log").exists():
+            before = dict(load().user_attrs.get(KEY, {}))
+    os.killpg(proc.pid, signal.SIGKILL)  # the main process and its recheck worker
+    proc.wait(timeout=30)
+    assert 1 <= len(before) < 6, proc.stderr.read()[-3000:] if proc.stderr else ""
+
+    again = run_cli(*args, cwd=workdir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = load()
+    stored = study.user_attrs[KEY]
+    fresh = recheck_seeds(0, 3)
+    leaders = sorted(study.trials, key=lambda t: t.value, reverse=True)[:2]
+    assert set(stored) == {f"{t.number}/{s}" for t in leaders for s in fresh}
+    assert all(stored[k] == v for k, v in before.items())  # kept, not trained again
+    exp = client.get_experiment_by_name("keras-rl-cartpole").experiment_id
+    everything = client.search_runs([exp])
+    assert not [r for r in everything if r.info.status == "RUNNING"]
+    seed_runs = [r for r in everything if r.data.tags.get("sweep.role") == "recheck-seed"]
+    finished = [r for r in seed_runs if r.info.status == "FINISHED"]
+    assert sorted(r.info.run_id for r in finished) == sorted(v["run_id"] for v in stored.values())
+
+    def rank(t: optuna.trial.FrozenTrial) -> tuple[int, float]:
+        mine = [v for k, v in stored.items() if k.startswith(f"{t.number}/")]
+        return (sum(v["test"] >= 475 for v in mine),
+                objective.aggregate([v["score"] for v in mine], "mean"))
+
+    winner = max(leaders, key=rank)
+    assert study.user_attrs[WINNER]["trial"] == winner.number
+    best = run_cli("best", "--json", cwd=workdir)
+    assert best.returncode == 0, best.stderr[-2000:]
+    named = json.loads(best.stdout)
+    assert named["trial"] == winner.number and named["recheck"]["seeds"] == fresh
+    assert named["run_id"] == winner.user_attrs["run_id"]
+    assert f"seed={winner.user_attrs['seeds'][0]}" in named["command"]

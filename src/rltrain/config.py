@@ -126,7 +126,7 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
         if unknown := unknown_keys(data, schema):  # type: ignore[arg-type]
             written = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == unknown[0]]
             raise ConfigError(f"{written[0] if written else unknown[0]}: {unknown[0]} is not a "
-                              f"key of the config ({schema.__name__}); '+' cannot add keys")
+                              "key of the config schema ('+' cannot add one)")
     return cfg
 
 

@@ -31,6 +31,7 @@ _URL_PASSWORD = re.compile(
 _KEY_VALUE = re.compile(
     rf"(?P<key>\b[\w.-]*(?:{_SECRET_WORDS})[\w.-]*=)(?P<value>'[^']*'|\"[^\"]*\"|[^&\s#'\",;)\]}}]+)",
     re.IGNORECASE)
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN", re.IGNORECASE)  # not PWD, OLDPWD
 _known: set[str] = set()  # secrets seen in argv, the environment or a worker's arguments
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,7 +62,7 @@ def register_environment() -> None:
     (PGPASSWORD, MLFLOW_TRACKING_PASSWORD, ..._TOKEN) or holding a URL with a password."""
     register_secrets(" ".join(sys.argv))
     for name, value in os.environ.items():
-        if re.search(_SECRET_WORDS, name, re.IGNORECASE) and len(value) >= _MIN_LITERAL:
+        if _SECRET_NAME.search(name) and len(value) >= _MIN_LITERAL:
             _known.add(value)
         elif "://" in value:
             register_secrets(value)

@@ -57,6 +57,11 @@ def register_secrets(text: str) -> None:
                 _known.add(form)
 
 
+def forget_secrets() -> None:
+    """Drop the remembered secrets (tests)."""
+    _known.clear()
+
+
 def register_environment() -> None:
     """Remember secrets from ``sys.argv`` and from environment variables named like one
     (PGPASSWORD, MLFLOW_TRACKING_PASSWORD, ..._TOKEN) or holding a URL with a password."""
@@ -118,6 +123,8 @@ def masked_entry(fn: F | None = None, *, exit_on_error: bool = False) -> Any:
     exception leaves it masked (see ``masked``), so a parent that prints it, or a pool that
     pickles its traceback, never shows a secret.
 
+    Decorate the function where it is defined (``@masked_entry``), so a spawned process
+    unpickles the wrapped function by its name.
     ``exit_on_error=True`` (a ``multiprocessing.Process`` target, whose own handler would
     print the whole traceback): print one masked ``error:`` line instead and exit with code 1.
     """

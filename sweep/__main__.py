@@ -61,7 +61,6 @@ def cmd_rerun(cmd: Command) -> int:
     """reproduce, evaluate, watch: a recorded run (or the study's best) trained or played."""
     args = [cmd.target, *cli.study_args(cmd)]
     cli.check_tracking(cli.tracking_uri(args))
-    cli.check_runs_exist(cli.tracking_uri(args))
     if cmd.name == "evaluate":
         from sweep.evaluate import cmd_evaluate
 

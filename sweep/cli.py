@@ -14,7 +14,6 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rltrain.config import ConfigError, mask_url
 
@@ -199,15 +198,6 @@ def check_tracking(uri: str) -> None:
         check_server(uri)
     elif scheme in DATABASES:
         check_database(uri, "tracking.uri")
-
-
-def check_runs_exist(uri: str) -> None:
-    """Commands that read recorded runs: a local SQLite store that does not exist holds none
-    (and looking would create it)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        raise ConfigError(f"tracking.uri={mask_url(uri)}: no tracking store there, so no runs; "
-                          "give the store the runs are in (tracking.uri=...)")
 
 
 def check_database(url: str, key: str, timeout: int = 5) -> None:

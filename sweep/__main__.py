@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 
 from rltrain.config import ConfigError, compose_config, validate
-from rltrain.secrets import mask_url, register_environment, register_secrets, report
+from rltrain.secrets import mask, register_environment, register_secrets, report
 from sweep import cli
 from sweep.cli import Command
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if cmd is None else dispatch(cmd)
     except ConfigError as err:
         message = " ".join(line.strip() for line in str(err).splitlines())
-        print(f"error: {mask_url(message)}", file=sys.stderr)
+        print(f"error: {mask(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

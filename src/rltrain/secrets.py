@@ -1,6 +1,8 @@
 """One masking point for secrets: URLs' passwords, secret query parameters, known secrets.
 
-``mask_url(text)`` masks any text (a URL, an error message, a whole traceback).
+``mask_url(text)`` masks URLs' passwords and secret parameters in any text (a URL, an error
+message, a whole traceback); ``mask(text)`` also masks the secrets seen in the command line,
+the environment or a worker's arguments, for console output.
 ``report(err)`` prints an unexpected error as one masked line (the masked traceback with
 ``SWEEP_DEBUG=1``); ``masked_entry(fn)`` wraps a worker process's entry point so nothing it
 raises or prints on the way out carries a secret.
@@ -38,9 +40,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def mask_url(text: str) -> str:
-    """``text`` with every URL password, secret query/DSN value and known secret replaced."""
+    """``text`` with every URL password and secret query/DSN value replaced: safe for what is
+    stored (params, config files), since it never touches anything else."""
     text = _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", text)
-    text = _KEY_VALUE.sub(rf"\g<key>{MASK}", text)
+    return _KEY_VALUE.sub(rf"\g<key>{MASK}", text)
+
+
+def mask(text: str) -> str:
+    """``mask_url``, and every known secret wherever it appears: for console output (a weak
+    password that is also a common word may mask that word too)."""
+    text = mask_url(text)
     for secret in sorted(_known, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
@@ -80,7 +89,7 @@ def debug() -> bool:
 def one_line(err: BaseException) -> str:
     """``TypeName: first line of the message``, masked."""
     lines = str(err).strip().splitlines()
-    return mask_url(f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__)
+    return mask(f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__)
 
 
 def report(err: BaseException, prefix: str = "") -> int:
@@ -88,7 +97,7 @@ def report(err: BaseException, prefix: str = "") -> int:
     masked traceback when ``SWEEP_DEBUG=1``); return exit code 1."""
     if debug():
         text = "".join(traceback.format_exception(err))
-        print(mask_url(text).rstrip(), file=sys.stderr)
+        print(mask(text).rstrip(), file=sys.stderr)
     else:
         print(f"error: {prefix}{one_line(err)} (SWEEP_DEBUG=1 shows the traceback)",
               file=sys.stderr)
@@ -104,16 +113,16 @@ def masked(err: BaseException) -> BaseException:
     (a RuntimeError when that is impossible) with the masked message, whose cause holds the
     masked original traceback."""
     text = "".join(traceback.format_exception(err))
-    if mask_url(text) == text:
+    if mask(text) == text:
         return err
-    message = mask_url(str(err))
+    message = mask(str(err))
     try:
         copy = type(err)(message)
         if str(copy) != message:
             raise TypeError
     except Exception:
         copy = RuntimeError(f"{type(err).__name__}: {message}")
-    copy.__cause__ = MaskedTraceback("\n" + mask_url(text))
+    copy.__cause__ = MaskedTraceback("\n" + mask(text))
     copy.__suppress_context__ = True
     return copy
 

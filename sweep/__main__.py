@@ -1,100 +1,119 @@
 """``python -m sweep [COMMAND] [overrides]``: train one agent, or run a sweep.
 
-Commands:
+Commands (each has its own ``--help``; sweep/cli.py holds the grammar):
   train [overrides]       train one agent (the default when no command is given)
   multirun [overrides]    run or resume an Optuna sweep (also: -m, --multirun)
-  best [sweep.study_name=NAME] [--json] [export=NAME]
-                          the best trial of a study and the command that trains it again
-  reproduce RUN_ID|best   retrain a recorded run with its config and seed; match or mismatch
+  worker [overrides]      join an existing study (same settings as its multirun)
+  best [--json] [export=NAME] [the multirun's line]
+  reproduce RUN_ID|best   retrain a recorded run with its config and seed
   evaluate RUN_ID|best seeds=N [jobs=2] [threshold=X]
-                          retrain on N fresh seeds: mean, std, 95% CI, IQM, solved fraction
   watch RUN_ID [episodes=1]
-                          a GIF of the run's trained agent, logged on the run
-  worker [overrides]      join an existing study (same settings as its multirun), e.g.
-                          from another machine on sweep.storage=postgresql://USER@HOST/DB
 
-Overrides use Hydra's syntax: ``agent.model.units=64 train.nb_steps=2000``.
+Every command checks its input and its tracking store before any work: bad input is one
+``error:`` line and exit code 2. An unexpected error is one masked ``error:`` line and exit
+code 1 (``SWEEP_DEBUG=1``: the masked traceback). No secret is ever printed.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Callable
 
-from rltrain.config import ConfigError, compose_config, mask_url
-
-
-def cmd_multirun(args: list[str]) -> int:
-    """Create or resume the Optuna study and run its trials (sweep/study.py)."""
-    from sweep.study import cmd_multirun as run
-
-    return run(args)
+from rltrain.config import ConfigError, compose_config, validate
+from rltrain.secrets import mask, register_environment, register_secrets, report
+from sweep import cli
+from sweep.cli import Command
 
 
-def cmd_train(args: list[str]) -> int:
+def cmd_train(cmd: Command) -> int:
     """Train one agent from the composed config and record it in MLflow."""
+    cfg = compose_config(cmd.overrides)
+    validate(cfg)
+    cli.check_tracking(cfg.tracking.uri)
     from rltrain.run import tracked_train
 
-    cfg = compose_config(args)
-    run_id, result = tracked_train(cfg, overrides=args)
+    run_id, result = tracked_train(cfg, overrides=cmd.overrides)
     print(f"run {run_id}: test mean reward {result.test_mean_reward:.1f} over "
           f"{len(result.test_rewards)} episodes, {result.steps_per_second:.0f} steps/s, "
           f"files in {result.output_dir}")
     return 0
 
 
-def cmd_worker(args: list[str]) -> int:
-    """Join an existing study and run its trials (sweep/study.py)."""
-    from sweep.study import cmd_worker as run
+def cmd_multirun(cmd: Command) -> int:
+    """Create or resume the Optuna study and run its trials (sweep/study.py)."""
+    cli.check_tracking(cli.tracking_uri(cmd.overrides))
+    from sweep import study
 
-    return run(args)
+    return study.cmd_worker(cmd.overrides) if cmd.name == "worker" \
+        else study.cmd_multirun(cmd.overrides)
 
 
-def cmd_best(args: list[str]) -> int:
+def cmd_best(cmd: Command) -> int:
+    args = cli.study_args(cmd)
+    cli.check_tracking(cli.tracking_uri(cmd.overrides))
     from sweep.best import cmd_best as run
 
-    return run(args)
+    return run([*args, *(["--json"] if cmd.as_json else [])])
 
 
-def cmd_reproduce(args: list[str]) -> int:
-    from sweep.reproduce import cmd_reproduce as run
+def cmd_rerun(cmd: Command) -> int:
+    """reproduce, evaluate, watch: a recorded run (or the study's best) trained or played."""
+    args = [cmd.target, *cli.study_args(cmd)]
+    cli.check_tracking(cli.tracking_uri(args))
+    if cmd.name == "evaluate":
+        from sweep.evaluate import cmd_evaluate
 
-    return run(args)
+        return cmd_evaluate(args)
+    from sweep.reproduce import cmd_reproduce, cmd_watch
 
-
-def cmd_evaluate(args: list[str]) -> int:
-    from sweep.evaluate import cmd_evaluate as run
-
-    return run(args)
-
-
-def cmd_watch(args: list[str]) -> int:
-    from sweep.reproduce import cmd_watch as run
-
-    return run(args)
+    return (cmd_reproduce if cmd.name == "reproduce" else cmd_watch)(args)
 
 
-COMMANDS = {"train": cmd_train, "multirun": cmd_multirun, "best": cmd_best,
-            "reproduce": cmd_reproduce,
-            "evaluate": cmd_evaluate, "watch": cmd_watch, "worker": cmd_worker}
-MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
+COMMANDS: dict[str, Callable[[Command], int]] = {
+    "train": cmd_train, "multirun": cmd_multirun, "worker": cmd_multirun, "best": cmd_best,
+    "reproduce": cmd_rerun, "evaluate": cmd_rerun, "watch": cmd_rerun}
+
+
+def dispatch(cmd: Command) -> int:
+    """``--info`` and ``--cfg job`` answer at once; anything else runs the command."""
+    from sweep import show
+
+    if cmd.info:
+        print(show.info(cmd.info))
+        return 0
+    if cmd.name == "train":
+        cli.refuse_sweeps(cmd)
+    if cmd.cfg:
+        print(show.job_config(cmd.overrides) if cmd.name == "train"
+              else show.sweep_config(cmd.overrides), end="")
+        return 0
+    return COMMANDS[cmd.name](cmd)
+
+
+def _thread_hook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+        report(args.exc_value, prefix=f"thread {args.thread.name if args.thread else '?'}: ")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, run, and turn every error into one masked line: the single masking point."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("-h", "--help", "help"):
-        print(__doc__)
-        return 0
-    command = args.pop(0) if args and args[0] in COMMANDS else "train"
-    if any(arg in MULTIRUN_FLAGS for arg in args):
-        command, args = "multirun", [arg for arg in args if arg not in MULTIRUN_FLAGS]
+    register_environment()
+    register_secrets(" ".join(args))
+    threading.excepthook = _thread_hook
     try:
-        return COMMANDS[command](args)
+        cmd = cli.parse(args)
+        return 0 if cmd is None else dispatch(cmd)
     except ConfigError as err:
-        print(f"error: {mask_url(str(err))}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(err).splitlines())
+        print(f"error: {mask(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        return report(err)
 
 
 if __name__ == "__main__":

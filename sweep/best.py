@@ -81,16 +81,33 @@ def check_export_name(name: str) -> None:
 
 
 def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
-    """Write ``conf/experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides."""
+    """Write ``conf/experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides.
+
+    Config group choices (``env=...``) go to its ``defaults`` list as ``override /env: X``;
+    ``tracking.*`` is left out (where runs are recorded is not part of the trained config).
+    """
     check_export_name(name)
-    compose_config(best.overrides)  # still a valid config today?
-    nested = OmegaConf.from_dotlist([o.lstrip("+") for o in best.overrides])
+    overrides = [o for o in best.overrides if not o.lstrip("+").startswith("tracking.")]
+    compose_config(overrides, conf_dir)  # still a valid config today?
+    groups = {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    chosen = [o for o in overrides if o.lstrip("+").split("=", 1)[0] in groups]
+    values = [o.lstrip("+") for o in overrides if o not in chosen]
+    defaults = [f"override /{o.split('=', 1)[0]}: {o.split('=', 1)[1]}" if o[0] != "+"
+                else f"/{o[1:].split('=', 1)[0]}: {o.split('=', 1)[1]}" for o in chosen]
+    body = OmegaConf.to_yaml(OmegaConf.from_dotlist(values)) if values else ""
+    if defaults:
+        body = "defaults:\n" + "".join(f"  - {d}\n" for d in defaults) + "  - _self_\n" + body
     path = conf_dir / "experiment" / f"{name}.yaml"
     path.parent.mkdir(exist_ok=True)
     header = (f"# @package _global_\n# Best trial {best.trial} of study {best.study} "
               f"({best.value:g}), MLflow run {best.run_id}.\n"
               f"# Train it: python -m sweep +experiment={name}\n")
-    path.write_text(header + OmegaConf.to_yaml(nested))
+    path.write_text(header + body)
+    try:
+        compose_config([f"+experiment={name}"], conf_dir)  # loads as written
+    except ConfigError:
+        path.unlink()
+        raise
     return path
 
 

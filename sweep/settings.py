@@ -109,7 +109,7 @@ def split(args: Sequence[str]) -> tuple[list[str], list[str]]:
 def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
     """Compose and check a ``multirun`` command line; ConfigError (one line) if anything is off."""
     own, trial_args = split(args)
-    cfg = compose_config(own, conf_dir, config_name="multirun")
+    cfg = compose_config(own, conf_dir, config_name="multirun", schema=MultirunConfig)
     settings: SweepSettings = OmegaConf.to_object(cfg.sweep)  # type: ignore[assignment]
     check_settings(settings)
     groups = _config_groups(conf_dir or DEFAULT_CONF_DIR)
@@ -121,6 +121,7 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
 
     entries = OmegaConf.to_container(cfg.search, resolve=True)
     space = space_.build(entries, trial_args, kind_of_for)  # type: ignore[arg-type]
+    check_seed(space)
     base = bases.setdefault(tuple(space.fixed.values()),
                             compose_config(list(space.fixed.values()), conf_dir))
     validate(base)
@@ -196,6 +197,13 @@ def check_settings(s: SweepSettings) -> None:
     if needs and importlib.util.find_spec(needs) is None:
         raise ConfigError(f"sweep.sampler={s.sampler}: needs the '{needs}' package, which is "
                           f"not installed (pip install {needs})")
+
+
+def check_seed(space: space_.SearchSpace) -> None:
+    """``seed`` is not a hyperparameter: trial seeds derive from ``sweep.seed``."""
+    if "seed" in space.dimensions:
+        raise ConfigError(f"seed={space.dimensions['seed'].expression}: seed cannot be searched; "
+                          "use sweep.seed=N (derives a seed per trial) or a fixed seed=N")
 
 
 def check_fit(s: SweepSettings, base: DictConfig, space: space_.SearchSpace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -10,6 +11,7 @@ import pytest
 
 from rltrain.config import DEFAULT_CONF_DIR, compose_config
 from rltrain.train import train
+from sweep.best import BestTrial, export
 from tests.conftest import run_cli
 
 SWEEP = ["multirun", "sweep.study_name=tiny", "sweep.n_trials=3", "sweep.n_jobs=1",
@@ -37,10 +39,12 @@ def test_best_names_the_best_trial_and_reproduces(study: optuna.Study, workdir: 
     assert best["run_id"] == study.trials[best["trial"]].user_attrs["run_id"]
     assert best["params"] == study.trials[best["trial"]].params
 
-    proc = run_cli("reproduce", "best", "sweep.study_name=tiny", f"tracking.uri={tracking_uri}",
-                   cwd=workdir)
+    # copy the multirun's line, change the verb: what reproduce does not use is a note
+    proc = run_cli("reproduce", "best", *SWEEP[1:], f"tracking.uri={tracking_uri}", cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("match: run ") and best["run_id"] in proc.stdout
+    assert "note: reproduce uses sweep.*, tracking.* and train.progress/threads; ignored: " \
+           "train.nb_steps=300" in proc.stderr
 
 
 def test_exported_experiment_composes_and_trains(study: optuna.Study, workdir: Path) -> None:
@@ -63,6 +67,21 @@ def test_exported_experiment_composes_and_trains(study: optuna.Study, workdir: P
         assert result.nb_steps == 300 and result.evaluations
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_export_puts_config_group_choices_in_defaults(tmp_path: Path) -> None:
+    """A swept or fixed group (env=...) becomes ``override /env: X``; the file loads."""
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf, ignore=shutil.ignore_patterns("test-export-*"))
+    (conf / "env" / "cartpole_v0.yaml").write_text("id: CartPole-v0\n")
+    best = BestTrial("s", 4, 200.0, "abc", {"env": "cartpole_v0", "agent.lr": 0.002},
+                     ["agent.impl=fast", "tracking.uri=http://u:***@h:1", "env=cartpole_v0",
+                      "agent.lr=0.002", "seed=4"])
+    path = export(best, "grouped", conf)
+    assert "  - override /env: cartpole_v0\n  - _self_\n" in path.read_text()
+    assert "tracking" not in path.read_text().split("\n", 3)[3]  # not where runs went
+    cfg = compose_config(["+experiment=grouped"], conf)
+    assert (cfg.env.id, cfg.agent.lr, cfg.seed, cfg.tracking.uri) == ("CartPole-v0", 0.002, 4, "")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -61,6 +61,12 @@ BAD = [
     (["train.eval_episodes=0"], "train.eval_episodes"),
     (["seed=-1"], "seed"),
     (["nonsense=1"], "nonsense"),
+    (["+agent.some_new_key=3"], "+agent.some_new_key=3: agent.some_new_key is not a key"),
+    (["++train.other=1"], "++train.other=1: train.other is not a key"),
+    (["+newtop=1"], "+newtop=1: newtop is not a key"),
+    (["agent.nb_steps_warmup=0"], "agent.nb_steps_warmup=0: must be >= 1"),
+    (["agent.memory.window_length=3", "agent.nb_steps_warmup=2"],
+     "agent.nb_steps_warmup=2: must be >= 3"),
 ]
 
 

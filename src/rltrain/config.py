@@ -5,8 +5,9 @@ Nothing here imports TensorFlow: bad input is caught before the slow import.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from rltrain.secrets import mask_url
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 ACTIVATIONS = ("relu", "tanh", "elu", "selu", "gelu", "swish", "sigmoid", "softplus", "linear")
@@ -106,15 +109,40 @@ ConfigStore.instance().store(name="base_config", node=Config)
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path | None = None,
-                   config_name: str = "config") -> DictConfig:
-    """Compose ``conf/config.yaml`` with command-line style overrides; raise ConfigError."""
+                   config_name: str = "config", schema: type | None = None) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line style overrides; raise ConfigError.
+
+    Keys the typed ``schema`` (``Config`` for ``config``) does not have are refused however
+    they were added (``+key=...``, ``++key=...``, an experiment file).
+    """
     conf_dir = str((config_dir or DEFAULT_CONF_DIR).resolve())
     try:
         with initialize_config_dir(version_base="1.3", config_dir=conf_dir, job_name="sweep"):
             cfg = compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_one_line(err)) from err
+    schema = schema or (Config if config_name == "config" else None)
+    if schema is not None:
+        data = OmegaConf.to_container(cfg, resolve=False)
+        if unknown := unknown_keys(data, schema):  # type: ignore[arg-type]
+            written = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == unknown[0]]
+            raise ConfigError(f"{written[0] if written else unknown[0]}: {unknown[0]} is not a "
+                              "key of the config schema ('+' cannot add one)")
     return cfg
+
+
+def unknown_keys(data: dict[str, Any], schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of ``data`` that the dataclass ``schema`` does not declare (a ``dict``
+    field is free-form)."""
+    hints = typing.get_type_hints(schema)
+    out = []
+    for key, value in data.items():
+        kind = hints.get(str(key))
+        if kind is None:
+            out.append(f"{prefix}{key}")
+        elif dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            out += unknown_keys(value, kind, f"{prefix}{key}.")  # type: ignore[arg-type]
+    return out
 
 
 def _one_line(err: BaseException) -> str:
@@ -153,7 +181,9 @@ def validate(cfg: DictConfig) -> None:
         ("agent.policy.nb_steps", a.policy.nb_steps, a.policy.nb_steps >= 1, "must be >= 1"),
         ("agent.test_policy", a.test_policy, a.test_policy in ("greedy", "annealed"),
          "must be greedy or annealed"),
-        ("agent.nb_steps_warmup", a.nb_steps_warmup, a.nb_steps_warmup >= 0, "must be >= 0"),
+        ("agent.nb_steps_warmup", a.nb_steps_warmup, a.nb_steps_warmup >= min_warmup(cfg),
+         f"must be >= {min_warmup(cfg)}: the replay memory needs agent.memory.window_length + 2 "
+         f"({a.memory.window_length + 2}) transitions before the first batch"),
         ("agent.target_model_update", a.target_model_update, a.target_model_update > 0,
          "must be > 0 (< 1: soft update rate, >= 1: hard copy interval in steps)"),
         ("agent.gamma", a.gamma, 0 <= a.gamma <= 1, "must be in [0, 1]"),
@@ -182,6 +212,19 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(f"{key}={value}: {why}")
     check_env(cfg.env.id)
+
+
+def min_warmup(cfg: DictConfig) -> int:
+    """The smallest ``agent.nb_steps_warmup`` with enough transitions for the first batch.
+
+    keras-rl2 (and the fast memory) train at step ``s`` when ``s > nb_steps_warmup`` and
+    ``s % train_interval == 0``, after storing that step's transition; the memory holds
+    ``s // memory_interval + 1`` of them and sampling asserts ``>= window_length + 2``.
+    """
+    a = cfg.agent
+    needed_step = max(a.memory_interval, 1) * (a.memory.window_length + 1)
+    interval = max(a.train_interval, 1)
+    return max(0, (-(-needed_step // interval) - 1) * interval)
 
 
 def check_env(env_id: str) -> None:
@@ -215,14 +258,6 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return out
-
-
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<tail>@)")
-
-
-def mask_url(text: str) -> str:
-    """Replace the password of any ``scheme://user:password@host`` in ``text`` with ``***``."""
-    return _PASSWORD.sub(r"\g<head>***\g<tail>", text)
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -246,7 +246,12 @@ class StoredRun:
 
 
 def stored_run(uri: str, run_id: str) -> StoredRun:
-    """Look a run up; raise RunNotFound with one line if the store does not have it."""
+    """Look a run up; raise RunNotFound with one line if the store does not have it (a local
+    SQLite store that does not exist is not created by looking)."""
+    local = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
+    if local.startswith("sqlite:///") and not Path(local.removeprefix("sqlite:///")).exists():
+        raise RunNotFound(f"run {run_id}: not found, there is no tracking store at "
+                          f"{mask_url(local)} (give tracking.uri=...)")
     client = client_for(uri)
     try:
         run = client.get_run(run_id)

@@ -1,0 +1,90 @@
+"""Every command, fed bad input, fails safe: exit code 2, one ``error:`` line naming the key or
+value, no traceback, no password anywhere, nothing created, an answer within seconds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import run_cli
+
+SECRET = "PASSWORD"
+HTTP = f"tracking.uri=http://user:{SECRET}@127.0.0.1:1"          # nothing listens on port 1
+PG_TRACKING = f"tracking.uri=postgresql://u:{SECRET}@127.0.0.1:1/db"
+PG_STORAGE = f"sweep.storage=postgresql://u:{SECRET}@127.0.0.1:1/db"
+RUN = "0123456789abcdef0123456789abcdef"  # no such run
+STORE = "tracking.uri={store}"             # an existing, empty MLflow store
+
+CASES = [  # (command line, text the error line must contain)
+    (["agent.some_new_key=3"], "agent.some_new_key"),
+    (["+agent.some_new_key=3"], "agent.some_new_key"),
+    (["train", "++train.new_key=1"], "train.new_key"),
+    (["agent.model.units=abc"], "agent.model.units"),
+    (["agent.gamma=1.5"], "agent.gamma=1.5"),
+    (["agent.nb_steps_warmup=0"], "agent.nb_steps_warmup=0"),
+    (["agent.model.units=32,64"], "agent.model.units=32,64 is a sweep; sweeps run with: "
+                                  "python -m sweep multirun agent.model.units=32,64"),
+    (["train", "agent.lr=interval(0.1"], "agent.lr=interval(0.1"),
+    (["train", HTTP], "tracking.uri=http://user:***@127.0.0.1:1"),
+    (["train", PG_TRACKING], "tracking.uri=postgresql://u:***@127.0.0.1:1/db"),
+    (["train", "--cfg", "hydra"], "--cfg"),
+    (["multirun", "+agent.some_new_key=choice(1,2)"], "agent.some_new_key"),
+    (["-m", "+sweep.new_key=1"], "sweep.new_key"),
+    (["multirun", "seed=choice(1,2,3)"], "seed=choice(1,2,3): seed cannot be searched"),
+    (["multirun", "agent.model.units=choice(16,32"], "agent.model.units=choice(16,32"),
+    (["multirun", "sweep.n_jobs=0"], "sweep.n_jobs=0"),
+    (["multirun", PG_STORAGE], "sweep.storage=postgresql://u:***@127.0.0.1:1/db"),
+    (["multirun", HTTP], "tracking.uri=http://user:***@127.0.0.1:1"),
+    (["worker", "sweep.study_name=nope"], "sweep.study_name=nope"),
+    (["worker", PG_STORAGE, "agent.memory.limit=abc"], "agent.memory.limit"),
+    (["best", "sweep.study_name=nope"], "sweep.study_name=nope"),
+    (["best", "agent.nonsense=1"], "agent.nonsense"),
+    (["best", f"sweep.storage=postgresql://:{SECRET}@127.0.0.1:1/db"],
+     "sweep.storage=postgresql://:***@127.0.0.1:1/db"),
+    (["best", "export=bad/name"], "export=bad/name"),
+    (["reproduce", "best", "sweep.study_name=nope", "train.nb_steps=5"], "sweep.study_name=nope"),
+    (["reproduce", RUN, STORE], f"run {RUN}"),
+    (["reproduce", RUN, HTTP], "tracking.uri=http://user:***@127.0.0.1:1"),
+    (["evaluate", "best", "seeds=0"], "seeds=0"),
+    (["evaluate", RUN, "seeds=2", STORE], f"run {RUN}"),
+    (["evaluate", "best", PG_STORAGE], "sweep.storage=postgresql://u:***@127.0.0.1:1/db"),
+    (["watch", RUN, STORE], f"run {RUN}"),
+    (["watch", RUN, "episodes=zero"], "episodes=zero"),
+    (["watch", RUN, PG_TRACKING], "tracking.uri=postgresql://u:***@127.0.0.1:1/db"),
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An existing, empty MLflow store; it must still hold no run at the end."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments()  # creates the tables
+    yield uri
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert not client.search_runs(experiments), "a bad command created an MLflow run"
+
+
+def written(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_fails_safe(args: list[str], message: str, workdir: Path, store: str) -> None:
+    args = [a.replace("{store}", store) for a in args]
+    start = time.monotonic()
+    proc = run_cli(*args, cwd=workdir, timeout=60)
+    elapsed = time.monotonic() - start
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert not [p for p in written(workdir) if SECRET.encode() in p.read_bytes()]
+    assert not (workdir / "multirun").exists(), "a study folder was created"
+    assert not written(workdir), f"files were written: {written(workdir)}"
+    assert elapsed < 15, f"took {elapsed:.1f} s"

@@ -132,6 +132,8 @@ def check(folder: Path, out: Path, browser: str) -> list[Path]:
     UI does not show what it should."""
     folder.mkdir(parents=True, exist_ok=True)
     tiny_sweep(folder)
+    html = folder / "multirun" / STUDY / "plots" / "optimization_history.html"
+    assert html.is_file(), "the sweep wrote no interactive plots"
     proc, links = start_ui(folder, free_port())
     profile = folder / "chromium-profile"
     try:

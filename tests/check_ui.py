@@ -107,24 +107,23 @@ def browse(browser: str, url: str, profile: Path, *extra: str) -> str:
     return done.stdout
 
 
-def rendered(browser: str, url: str, profile: Path, needles: list[str],
+def rendered(browser: str, url: str, profile: Path, needles: list[str], shot: Path,
              tries: int = 3) -> str:
-    """The DOM of ``url`` once it holds every one of ``needles`` (a few tries), else raise."""
+    """The DOM of ``url`` once it holds every one of ``needles`` (a few tries), with a
+    screenshot ``shot`` of the same page load; raise AssertionError otherwise."""
+    shot.parent.mkdir(parents=True, exist_ok=True)
     dom = ""
     for _ in range(tries):
-        dom = browse(browser, url, profile, "--dump-dom")
+        dom = browse(browser, url, profile, "--dump-dom", f"--screenshot={shot}",
+                     "--window-size=1400,900")
         if all(needle in dom for needle in needles):
-            return dom
-    missing = [needle for needle in needles if needle not in dom]
-    raise AssertionError(f"{url}: the page lacks {missing} ({len(dom)} characters of DOM)")
-
-
-def screenshot(browser: str, url: str, profile: Path, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    browse(browser, url, profile, f"--screenshot={path}", "--window-size=1400,900")
-    if not path.is_file() or path.stat().st_size == 0:
+            break
+    else:
+        missing = [needle for needle in needles if needle not in dom]
+        raise AssertionError(f"{url}: the page lacks {missing} ({len(dom)} characters of DOM)")
+    if not shot.is_file() or shot.stat().st_size == 0:
         raise AssertionError(f"no screenshot of {url}")
-    return path
+    return dom
 
 
 def check(folder: Path, out: Path, browser: str) -> list[Path]:
@@ -137,11 +136,12 @@ def check(folder: Path, out: Path, browser: str) -> list[Path]:
     proc, links = start_ui(folder, free_port())
     profile = folder / "chromium-profile"
     try:
-        dom = rendered(browser, links.experiment, profile, [links.sweep_name, TRAINING_VIEW])
+        shots = [out / "runs.png", out / "sweep.png"]
+        dom = rendered(browser, links.experiment, profile, [links.sweep_name, TRAINING_VIEW],
+                       shots[0])
         assert GENAI_VIEW not in dom, "the experiment opened in the GenAI view"
-        rendered(browser, links.sweep, profile, [links.sweep_name, "trial-000", "trial-001"])
-        shots = [screenshot(browser, links.experiment, profile, out / "runs.png"),
-                 screenshot(browser, links.sweep, profile, out / "sweep.png")]
+        rendered(browser, links.sweep, profile, [links.sweep_name, "trial-000", "trial-001"],
+                 shots[1])
     finally:
         code = stop_ui(proc)
     assert code == 0, f"sweep ui exited {code} on Ctrl-C"

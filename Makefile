@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run train test postgres bench clean
+.PHONY: run train test postgres chromium check-ui bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,14 @@ postgres:  ## PostgreSQL's server for the distributed tests (Debian's package), 
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
 
-test: $(VENV)/.installed postgres  ## lint, then the test suite
+chromium:  ## Debian's Chromium for the browser check of the MLflow UI, if missing
+	@command -v chromium >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+check-ui: $(VENV)/.installed chromium  ## a tiny sweep, `sweep ui`, headless Chromium: screenshots
+	$(PY) tests/check_ui.py $(ARGS)
+
+test: $(VENV)/.installed postgres chromium  ## lint, then the test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(ARGS)
 

@@ -7,7 +7,9 @@ Commands (each has its own ``--help``; sweep/cli.py holds the grammar):
   best [--json] [export=NAME] [the multirun's line]
   reproduce RUN_ID|best   retrain a recorded run with its config and seed
   evaluate RUN_ID|best seeds=N [jobs=2] [threshold=X]
-  watch RUN_ID [episodes=1]
+  watch RUN_ID|models:/NAME/latest [episodes=1]
+  register RUN_ID|best [name=NAME]   the agent in MLflow's Model Registry
+  ui [--port 5000]        serve MLflow's UI; link to the latest sweep
 
 Every command checks its input and its tracking store before any work: bad input is one
 ``error:`` line and exit code 2. An unexpected error is one masked ``error:`` line and exit
@@ -31,12 +33,15 @@ def cmd_train(cmd: Command) -> int:
     cfg = compose_config(cmd.overrides)
     validate(cfg)
     cli.check_tracking(cfg.tracking.uri)
+    from rltrain.links import link_line
     from rltrain.run import tracked_train
 
     run_id, result = tracked_train(cfg, overrides=cmd.overrides)
     print(f"run {run_id}: test mean reward {result.test_mean_reward:.1f} over "
           f"{len(result.test_rewards)} episodes, {result.steps_per_second:.0f} steps/s, "
           f"files in {result.output_dir}")
+    if link := link_line(cfg.tracking.uri, run_id):
+        print(link)
     return 0
 
 
@@ -65,14 +70,27 @@ def cmd_rerun(cmd: Command) -> int:
         from sweep.evaluate import cmd_evaluate
 
         return cmd_evaluate(args)
+    if cmd.name == "register":
+        from sweep.register import cmd_register
+
+        return cmd_register(args)
     from sweep.reproduce import cmd_reproduce, cmd_watch
 
     return (cmd_reproduce if cmd.name == "reproduce" else cmd_watch)(args)
 
 
+def cmd_ui(cmd: Command) -> int:
+    """Serve MLflow's UI on the project's store and link the latest sweep (sweep/ui.py)."""
+    cli.check_tracking(cli.tracking_uri(cmd.overrides))
+    from sweep.ui import cmd_ui as run
+
+    return run(["--port", str(cmd.port), *cmd.overrides])
+
+
 COMMANDS: dict[str, Callable[[Command], int]] = {
     "train": cmd_train, "multirun": cmd_multirun, "worker": cmd_multirun, "best": cmd_best,
-    "reproduce": cmd_rerun, "evaluate": cmd_rerun, "watch": cmd_rerun}
+    "reproduce": cmd_rerun, "evaluate": cmd_rerun, "watch": cmd_rerun, "register": cmd_rerun,
+    "ui": cmd_ui}
 
 
 def dispatch(cmd: Command) -> int:

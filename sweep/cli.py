@@ -19,8 +19,9 @@ from rltrain.config import ConfigError, mask_url
 
 PROG = "python -m sweep"
 MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
-STUDY_OPTIONS = {"best": ("export",), "reproduce": (), "evaluate": ("seeds", "jobs", "threshold"),
-                 "watch": ("episodes",)}
+STUDY_OPTIONS = {"best": ("export",), "reproduce": (),
+                 "evaluate": ("seeds", "jobs", "threshold", "first"), "watch": ("episodes",),
+                 "register": ("name",)}
 LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
 DATABASES = ("postgresql", "postgres", "mysql", "mssql", "oracle")  # sqlite: a local file
 
@@ -43,6 +44,7 @@ class Command:
     cfg: str = ""             # --cfg job
     info: str = ""            # --info [groups|searches|all]
     as_json: bool = False     # best --json
+    port: int = 5000          # ui --port
     line: list[str] = field(default_factory=list)  # the arguments as typed
 
 
@@ -58,6 +60,10 @@ DESCRIPTIONS = {
     "evaluate": "Retrain a run's config on N fresh seeds: mean, std, 95% CI, IQM, solved "
                 "fraction.",
     "watch": "A GIF of a run's trained agent, logged on the run.",
+    "register": "Register a run's agent (or the study's best) in MLflow's Model Registry, "
+                "loadable with mlflow.pyfunc.load_model.",
+    "ui": "Serve MLflow's UI on the project's store (or point at the tracking server) and "
+          "print the link to the latest sweep, in the Model training view.",
 }
 EPILOGS = {
     "train": "examples:\n  python -m sweep agent.model.units=64 train.nb_steps=2000\n"
@@ -72,8 +78,13 @@ EPILOGS = {
     "reproduce": "examples:\n  python -m sweep reproduce best sweep.study_name=NAME\n"
                  "  python -m sweep reproduce 0123abcd...",
     "evaluate": "options (key=value):\n  seeds=N (5)  jobs=N (2)  threshold=X (the env's "
-                "reward_threshold)\nexample:\n  python -m sweep evaluate best seeds=10",
-    "watch": "options (key=value):\n  episodes=N (1)\nexample:\n  python -m sweep watch RUN_ID",
+                "reward_threshold)  first=I (start at the I-th fresh seed)\n"
+                "example:\n  python -m sweep evaluate best seeds=10",
+    "watch": "options (key=value):\n  episodes=N (1)\nexample:\n  python -m sweep watch RUN_ID\n"
+             "  python -m sweep watch models:/dqn-cartpole/latest",
+    "register": "options (key=value):\n  name=NAME (the study's name)\nexample:\n"
+                "  python -m sweep register best",
+    "ui": "examples:\n  python -m sweep ui\n  python -m sweep ui --port 5001",
 }
 OVERRIDES_HELP = {
     "train": "Hydra overrides: key=value, +experiment=NAME, group=option",
@@ -84,6 +95,8 @@ OVERRIDES_HELP = {
     "reproduce": "sweep.* to find 'best'; tracking.uri/experiment, train.progress/threads",
     "evaluate": "seeds=N jobs=N threshold=X; sweep.*, tracking.*, as reproduce",
     "watch": "episodes=N; tracking.uri/experiment",
+    "register": "name=NAME; sweep.*, tracking.*, as reproduce",
+    "ui": "tracking.uri=..., tracking.experiment=...",
 }
 
 
@@ -114,6 +127,8 @@ def build() -> tuple[Parser, dict[str, Parser]]:
                            help="list the config groups and the search spaces (conf/) and exit")
         if name == "best":
             p.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "ui":
+            p.add_argument("--port", type=int, default=5000, help="the UI's port (5000)")
         parsers[name] = p
     return top, parsers
 
@@ -142,7 +157,7 @@ def parse(args: Sequence[str]) -> Command | None:
     ns = parsers[command].parse_intermixed_args(rest)
     return Command(command, list(ns.overrides), getattr(ns, "target", ""),
                    getattr(ns, "cfg", None) or "", getattr(ns, "info", None) or "",
-                   getattr(ns, "json", False), list(args))
+                   getattr(ns, "json", False), list(args), getattr(ns, "port", 5000))
 
 
 def key_of(override: str) -> str:

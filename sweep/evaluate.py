@@ -20,11 +20,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rltrain.config import Config, ConfigError, flatten, to_yaml
+from rltrain.secrets import masked_entry
 from sweep import stats
 from sweep.reproduce import int_option, parse, recorded_config, resolve
 from sweep.seeds import evaluate_seeds
 
 
+@masked_entry
 def train_seed(cfg_yaml: str, seed: int, parent_run_id: str, run_id: str) -> dict[str, Any]:
     """Worker process: train the config with ``seed`` as a child run of the parent."""
     from rltrain.run import tracked_train
@@ -127,5 +129,8 @@ def cmd_evaluate(args: list[str]) -> int:
         print(f"  final weights:                  {final.line()}")
     print(f"  last evaluation:                {last.line()}")
     print(f"  per seed (test): {dict(zip(seeds, delivered.values, strict=True))}")
-    print(f"  MLflow parent run {parent.run_id}")
+    from rltrain.links import link_line
+
+    print(link_line(cfg.tracking.uri, parent.run_id, "evaluation")
+          or f"  MLflow parent run {parent.run_id}")
     return 0

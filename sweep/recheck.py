@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rltrain.secrets import masked_entry
 from rltrain.tracking import Tracker, tracked_run
 from sweep import objective, seeds, stats
 from sweep.runs import end_orphans
@@ -113,6 +114,7 @@ def _init_worker(stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process turns Ctrl-C into `stop`
 
 
+@masked_entry
 def _task(plan: Plan, number: int, overrides: list[str], seed: int,
           run_id: str) -> dict[str, Any]:
     """Worker process: train one leader's config on one fresh seed, under its recheck run."""

@@ -19,7 +19,9 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from rltrain.config import ConfigError, compose_config, mask_url, to_yaml
+from rltrain.links import link_line
 from rltrain.tracking import Tracker
+from sweep.plots_html import save_html_plots
 from sweep.settings import Plan
 
 TOP = 5
@@ -225,7 +227,11 @@ def finish(parent: Tracker, study: optuna.Study, plan: Plan) -> None:
         _best_config(best, folder / "best_config.yaml", parent)
     for path in save_plots(study, folder / "plots", plan.settings.metric):
         parent.log_artifact(path, "plots")
+    for path in save_html_plots(study, folder / "plots", plan.settings.metric):
+        parent.log_artifact(path, "plots")
     parent.flush()
+    if link := link_line(plan.tracking_uri, parent.run_id, "sweep"):
+        print(link)
 
 
 def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
@@ -261,6 +267,8 @@ def save_plots(study: optuna.Study, folder: Path, metric: str) -> list[Path]:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as vm
 
+    from rltrain.plots import drop_crowded_legend
+
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in PLOTS:
@@ -274,6 +282,7 @@ def save_plots(study: optuna.Study, folder: Path, metric: str) -> list[Path]:
             print(f"note: plot {name} skipped: {err}", file=sys.stderr)
             continue
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        drop_crowded_legend(figure)
         path = folder / f"{name}.png"
         figure.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(figure)

@@ -3,6 +3,7 @@
     python -m sweep reproduce RUN_ID|best            # retrain; say "match" or where it diverges
     python -m sweep evaluate RUN_ID|best seeds=10    # retrain on 10 fresh seeds, with statistics
     python -m sweep watch RUN_ID [episodes=1]        # a GIF of the trained agent
+    python -m sweep watch models:/NAME/latest        # ... of a registered model
 
 The config comes from the run's ``config.yaml`` artifact (what was trained, not today's
 defaults); only ``tracking.*`` and ``train.progress``/``train.threads`` come from the
@@ -144,6 +145,10 @@ def cmd_reproduce(args: list[str]) -> int:
           f"{result.test_mean_reward:.1f})")
     for line in problems:
         print(f"  {line}")
+    from rltrain.links import link_line
+
+    if link := link_line(here.tracking.uri, new_id):
+        print(link)
     return 0 if not problems else 1
 
 
@@ -157,11 +162,16 @@ def attach_gif(cfg: DictConfig, run_id: str, weights: Path, folder: Path) -> Non
 
 def cmd_watch(args: list[str]) -> int:
     """Render evaluation episodes of a run's saved weights as a GIF, logged on that run."""
+    from rltrain.registry import source_run
     from rltrain.watch import record_gif
 
     request = parse(args, ("episodes",), "watch")
     episodes = int_option(request, "episodes", 1, 1)
     run_id, here = resolve(request)
+    try:
+        run_id = source_run(here.tracking.uri, run_id)  # models:/NAME/latest -> its run
+    except RunNotFound as err:
+        raise ConfigError(str(err)) from err
     folder = Path("outputs") / "watch" / run_id
     cfg = recorded_config(run_id, here, folder)
     try:

@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import Trial, TrialState
 
+from rltrain.secrets import masked_entry
 from sweep.runs import end_parent_run, end_stale
 from sweep.samplers import make_pruner, make_sampler, sampler_seed
 from sweep.settings import Plan
@@ -64,6 +65,7 @@ def failures(study: optuna.Study, invocation: str) -> list[optuna.trial.FrozenTr
             if t.user_attrs.get("invocation") == invocation]
 
 
+@masked_entry(exit_on_error=True)
 def work(job: Job, worker: int) -> None:
     """One worker: claim a trial (atomically with the budget check), train it, repeat."""
     if job.in_subprocess:

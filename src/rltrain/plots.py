@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -84,3 +85,14 @@ def leaders_plot(results: dict[str, list[float]], path: Path, threshold: float) 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def drop_crowded_legend(figure: Any, max_entries: int = 12) -> None:
+    """Remove legends of more than ``max_entries`` lines (Optuna's intermediate values plot
+    has one per trial): taller than the figure, tight layout cannot place them and warns
+    "Tight layout not applied", and 40 entries in 10 recycled colours tell nothing apart."""
+    for ax in figure.axes:
+        legend = ax.get_legend()
+        if legend is not None and len(legend.get_texts()) > max_entries:
+            legend.remove()
+            ax.set_title(f"{ax.get_title()} ({len(legend.get_texts())} trials)")

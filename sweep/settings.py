@@ -40,13 +40,13 @@ class SweepSettings:
     study_name: str = "dqn-cartpole"
     storage: str = ""
     dir: str = "multirun"
-    n_trials: int = 40
+    n_trials: int = 16
     n_jobs: int = 2
     sampler: str = "tpe"
-    sampler_startup_trials: int = 10
+    sampler_startup_trials: int = 8
     pruner: str = "median"
-    prune_startup_trials: int = 5
-    prune_warmup_steps: int = 4000
+    prune_startup_trials: int = 4
+    prune_warmup_steps: int = 10000
     prune_threshold: float = math.nan
     seed: int = 0
     direction: str = "maximize"
@@ -55,12 +55,12 @@ class SweepSettings:
     heartbeat_interval: int = 10
     grace_period: int = 60
     max_retry: int = 2
-    seeds_per_trial: int = 3
+    seeds_per_trial: int = 2
     seed_score: str = "mean"
     score_last_n: int = 3
     aggregate: str = "mean"
     recheck_top_k: int = 3
-    recheck_seeds: int = 5
+    recheck_seeds: int = 4
 
 
 @dataclass

@@ -30,7 +30,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TINY = ["agent.impl=keras-rl", "train.nb_steps=300", "train.eval_interval=100",
         "train.eval_episodes=1", "train.test_episodes=1", "train.checkpoint_interval=0",
         "agent.memory.limit=1000", "agent.policy.nb_steps=200", "sweep.n_jobs=1",
-        "sweep.heartbeat_interval=1", "sweep.grace_period=4"]
+        "sweep.heartbeat_interval=1", "sweep.grace_period=4", "sweep.seeds_per_trial=1",
+        "sweep.recheck_top_k=0"]
 
 
 @pytest.fixture(scope="module")
@@ -121,16 +122,16 @@ def test_a_killed_worker_s_trial_fails_and_is_retried(pg_url, mlflow_url, mlflow
     assert all(t.state in FINISHED for t in others), [(t.number, t.state) for t in others]
     assert len(others) == n_trials == len(trials) - 1  # each trial once, the budget exact
     assert {t.user_attrs["pid"] for t in trials} == {live.pid, doomed.pid}
-    seeds = [t.user_attrs["overrides"][-1] for t in (by_number[killed], retry)]
-    assert seeds == [f"seed={killed}"] * 2  # the retry trains the same config, same seed
+    seeds = [t.user_attrs["seeds"] for t in (by_number[killed], retry)]
+    assert seeds == [[killed * 100]] * 2  # the retry trains the same config, same seeds
 
     client = MlflowClient(mlflow_url)
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
                               f"tags.`sweep.study` = '{name}'")
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
     trial_runs = {}
-    for r in runs:
-        if "sweep.trial" in r.data.tags:
+    for r in runs:  # each trial's own run (its seed's run is nested under it)
+        if "sweep.trial" in r.data.tags and r.data.tags.get("sweep.role") != "seed":
             trial_runs.setdefault(int(r.data.tags["sweep.trial"]), []).append(r)
     assert sorted(trial_runs) == sorted(by_number)  # one run per trial
     (dead,) = trial_runs[killed]

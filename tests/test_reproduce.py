@@ -67,17 +67,20 @@ def test_evaluate_three_seeds(recorded: str, tracking_uri: str, workdir: Path,
     proc = run_cli("evaluate", recorded, "seeds=3", "jobs=2", f"tracking.uri={tracking_uri}",
                    cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "95% CI" in proc.stdout and "IQM" in proc.stdout
-    parent_id = proc.stdout.strip().splitlines()[-1].split()[-1]
+    assert "delivered agent" in proc.stdout and "IQM" in proc.stdout
+    parent_id = proc.stdout.split("/runs/")[-1].split("?")[0]
     parent = client.get_run(parent_id)
     assert parent.data.tags["evaluates"] == recorded
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent_id}'")
-    assert sorted(c.data.params["seed"] for c in children) == ["100000", "100001", "100002"]
+    assert sorted(c.data.params["seed"] for c in children) == [  # fresh: no sweep uses them
+        "2000000000", "2000000001", "2000000002"]
     assert all(c.info.status == "FINISHED" for c in children)
-    finals = [client.get_metric_history(c.info.run_id, "eval/mean_reward")[-1].value
-              for c in children]
-    assert parent.data.metrics["evaluate/mean"] == pytest.approx(sum(finals) / 3)
+    tests = [c.data.metrics["test/mean_reward"] for c in children]  # the delivered agents
+    assert parent.data.metrics["evaluate/mean"] == pytest.approx(sum(tests) / 3)
+    solved = sum(t >= 475 for t in tests)
+    assert parent.data.metrics["evaluate/solved_fraction"] == pytest.approx(solved / 3)
+    assert f"solved {solved}/3" in proc.stdout
     assert {"seed_curves.png", "agent.gif", "config.yaml"} <= artifact_paths(client, parent_id)
 
 

@@ -88,7 +88,7 @@ def test_gp_sampler_names_its_missing_package() -> None:
 
 def test_command_line_adds_replaces_fixes_and_drops_dimensions() -> None:
     default = plan([]).space
-    assert default.describe()["agent.lr"] == "tag(log, interval(1e-4, 1e-2))"
+    assert default.describe()["agent.lr"] == "tag(log, interval(5e-4, 3e-3))"
     assert {"agent.model.units", "agent.model.layers", "agent.memory.limit",
             "agent.policy.nb_steps", "agent.policy.value_min", "agent.target_model_update",
             "agent.lr", "agent.batch_size"} <= set(default.dimensions)

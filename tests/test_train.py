@@ -126,10 +126,14 @@ def test_cli_trains_one_agent(workdir: Path) -> None:
 @pytest.mark.parametrize("impl", ["fast", "keras-rl"])
 def test_seed_beside_others_trains_as_alone(tiny, workdir: Path, impl: str) -> None:
     """A trial's seeds train side by side (one graph, session and random streams each):
-    seed 5 beside seeds 6 and 7 plays exactly the episodes of seed 5 trained alone."""
+    seed 5 beside seeds 6 and 7 plays exactly the episodes of seed 5 trained alone.
+    (Stock keras-rl2's soft target update races Adam's update, whichever TensorFlow runs
+    first: it is not repeatable even alone, so the stock agent is compared with hard
+    updates.)"""
     from rltrain.train import Learner, train_together
 
-    overrides = [f"agent.impl={impl}", "train.nb_steps=400", "train.checkpoint_interval=0"]
+    overrides = [f"agent.impl={impl}", "train.nb_steps=400", "train.checkpoint_interval=0",
+                 *(["agent.target_model_update=50"] if impl == "keras-rl" else [])]
     alone = train(tiny(*overrides, "seed=5"), Path("alone"))
     learners = [Learner(tiny(*overrides, f"seed={s}"), Path(f"s{s}")) for s in (6, 5, 7)]
     try:

@@ -8,11 +8,11 @@ import optuna
 from sweep.settings import Plan, SweepSettings
 
 
-def sampler_seed(s: SweepSettings, n_existing: int, worker: int, salt: int = 0) -> int:
-    """Distinct per worker and per resume (else both replay the same random start-up trials);
-    ``salt`` (host and process) keeps invocations on several machines apart."""
-    entropy = [s.seed, n_existing, worker, *([salt] if salt else [])]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+def sampler_seed(s: SweepSettings, number: int) -> int:
+    """The sampler's seed for trial ``number``: every trial draws from its own stream, so
+    workers, resumed sweeps and invocations running at once on one study never sample the
+    same values, and the same sweep seed gives the same trials (one worker)."""
+    return int(np.random.SeedSequence([s.seed, number]).generate_state(1)[0])
 
 
 def make_sampler(s: SweepSettings, seed: int) -> optuna.samplers.BaseSampler:

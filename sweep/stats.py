@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,9 +58,11 @@ class Summary:
         x = np.asarray(self.values, dtype=float)
         if self.n < 3 or np.all(x == x[0]):
             return self.iqm, self.iqm
-        res = sps.bootstrap((x,), lambda a, axis: np.apply_along_axis(iqm, axis, a),
-                            n_resamples=resamples, method="BCa", random_state=0,
-                            vectorized=True)
+        with warnings.catch_warnings():  # many equal values (500s): BCa degenerates, says so
+            warnings.simplefilter("ignore")
+            res = sps.bootstrap((x,), lambda a, axis: np.apply_along_axis(iqm, axis, a),
+                                n_resamples=resamples, method="BCa", random_state=0,
+                                vectorized=True)
         low, high = res.confidence_interval
         if not (math.isfinite(low) and math.isfinite(high)):  # degenerate resamples
             return self.iqm, self.iqm

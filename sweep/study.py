@@ -17,7 +17,6 @@ import os
 import socket
 import sys
 import warnings
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -148,9 +147,7 @@ def run(plan: Plan, join: bool = False) -> Outcome:
             "sweep.pid": os.getpid()}
     with tracked_run(plan.tracking_uri, plan.experiment, name, tags=tags) as parent:
         report.log_plan(parent, plan)
-        salt = zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) \
-            if "://" in plan.storage else 0  # workers on other machines sample apart
-        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), n_existing, os.getpid(), salt)
+        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), os.getpid())
         monitor = report.Monitor(plan, parent.run_id, lambda: optuna.load_study(
             study_name=s.study_name, storage=open_storage(plan)))
         crashed: list[str] = []

@@ -41,17 +41,15 @@ class Job:
     parent_run_id: str
     lock: Any           # multiprocessing Lock: budget check + ask are atomic across workers
     stop: Any           # multiprocessing Event: set by Ctrl-C
-    n_existing: int     # trials in the study when this invocation began
     main_pid: int       # the invocation's own process
-    salt: int = 0       # database storage: this invocation's share of the samplers' seeds
     in_subprocess: bool = False
 
 
-def load_study(job: Job, worker: int, storage: Any) -> optuna.Study:
+def load_study(job: Job, storage: Any) -> optuna.Study:
+    """The study as a worker sees it (its sampler is seeded anew for each trial it asks)."""
     s = job.plan.settings
-    seed = sampler_seed(s, job.n_existing, worker, job.salt)
     return optuna.load_study(study_name=s.study_name, storage=storage,
-                             sampler=make_sampler(s, seed), pruner=make_pruner(job.plan))
+                             sampler=make_sampler(s, s.seed), pruner=make_pruner(job.plan))
 
 
 def claimed(study: optuna.Study) -> int:
@@ -74,7 +72,7 @@ def work(job: Job, worker: int) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     storage = open_storage(job.plan)
-    study = load_study(job, worker, storage)
+    study = load_study(job, storage)
     parent = os.getppid()
 
     def should_stop() -> str:
@@ -122,7 +120,8 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
             trial = None
         elif len(trials) >= s.n_trials:
             trial = WAIT if heartbeats(storage) else None
-        else:
+        else:  # under the lock the next trial's number is known: seed its draws with it
+            study.sampler = make_sampler(s, sampler_seed(s, len(study.trials)))
             trial = study.ask()
             Heartbeat(storage, trial, s.heartbeat_interval).beat()  # alive from the start
             for key, value in {"pid": os.getpid(), "host": socket.gethostname(),

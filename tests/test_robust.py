@@ -102,3 +102,31 @@ def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
     assert named["trial"] == winner.number and named["recheck"]["seeds"] == fresh
     assert named["run_id"] == winner.user_attrs["run_id"]
     assert f"seed={winner.user_attrs['seeds'][0]}" in named["command"]
+
+
+def test_invocations_at_once_never_sample_the_same_trial(workdir: Path) -> None:
+    """Two invocations on one journal study (two study objects, as two processes hold them),
+    claiming in turn: every trial's sampler is seeded by its own number, so no two trials
+    draw the same values; and the same sweep seed gives the same trials again."""
+    import threading
+
+    from sweep import space as space_
+    from sweep.storage import open_storage
+    from sweep.workers import Job, claim, load_study
+
+    def sweep_params(name: str) -> list[dict]:
+        p = plan([f"sweep.study_name={name}", "sweep.n_trials=8", "sweep.sampler=random"])
+        study_.create_study(p, open_storage(p))
+        job = Job(p, "", threading.Lock(), threading.Event(), os.getpid())
+        invocations = [load_study(job, open_storage(p)) for _ in range(2)]
+        for i in range(8):
+            study = invocations[i % 2]
+            trial = claim(study, open_storage(p), job, 0)
+            space_.suggest(trial, p.space)
+            study.tell(trial, float(i))
+        return [t.params for t in load(name).trials]
+
+    first = sweep_params("twice")
+    assert len(first) == 8
+    assert len({tuple(sorted(p.items())) for p in first}) == 8  # no duplicate configs
+    assert sweep_params("again") == first

@@ -266,14 +266,28 @@ def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> list[Sta
         return found
     host, handler = socket.gethostname(), StaleTrials(plan)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not pid or process_alive(pid):
+        pid, started = t.user_attrs.get("pid"), t.user_attrs.get("process")
+        if t.user_attrs.get("host") != host or not pid:
             continue
-        reason = f"stale: worker process {pid} is gone"
+        if process_alive(pid) and (not started or process_identity(pid) == started):
+            continue
+        reason = f"stale: worker process {pid} is gone" + (
+            " (its pid now belongs to another process)" if process_alive(pid) else "")
         Trial(study, t._trial_id).set_user_attr("error", reason)
         study.tell(t.number, state=TrialState.FAIL)
         handler(study, t, reason)
     return handler.found
+
+
+def process_identity(pid: int) -> str:
+    """What a reused pid cannot fake: the boot and the process's start time (in clock ticks
+    since boot, field 22 of /proc/PID/stat); "" where /proc cannot tell."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return ""
 
 
 def process_alive(pid: int) -> bool:

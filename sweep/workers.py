@@ -26,7 +26,14 @@ from rltrain.secrets import masked_entry
 from sweep.runs import end_parent_run, end_stale
 from sweep.samplers import make_pruner, make_sampler, sampler_seed
 from sweep.settings import Plan
-from sweep.storage import Heartbeat, claim_lock, fail_stale_trials, heartbeats, open_storage
+from sweep.storage import (
+    Heartbeat,
+    claim_lock,
+    fail_stale_trials,
+    heartbeats,
+    open_storage,
+    process_identity,
+)
 from sweep.trial import Context, run_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -124,7 +131,8 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
             study.sampler = make_sampler(s, sampler_seed(s, len(study.trials)))
             trial = study.ask()
             Heartbeat(storage, trial, s.heartbeat_interval).beat()  # alive from the start
-            for key, value in {"pid": os.getpid(), "host": socket.gethostname(),
+            for key, value in {"pid": os.getpid(), "process": process_identity(os.getpid()),
+                               "host": socket.gethostname(),
                                "invocation": job.parent_run_id, "worker": worker,
                                "main_pid": job.main_pid}.items():
                 trial.set_user_attr(key, value)

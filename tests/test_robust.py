@@ -130,3 +130,25 @@ def test_invocations_at_once_never_sample_the_same_trial(workdir: Path) -> None:
     assert len(first) == 8
     assert len({tuple(sorted(p.items())) for p in first}) == 8  # no duplicate configs
     assert sweep_params("again") == first
+
+
+def test_stale_trial_of_a_reused_pid_fails(workdir: Path) -> None:
+    """A RUNNING trial whose pid is alive but belongs to another process now (same pid,
+    another start time) is stale on the journal; one whose process is the same is not."""
+    import socket
+
+    from sweep.storage import fail_stale_trials, open_storage, process_identity
+
+    p = plan(["sweep.study_name=reused", "sweep.n_trials=2", "sweep.max_retry=0"])
+    storage = open_storage(p)
+    study = study_.create_study(p, storage)
+    alive, reused = study.ask(), study.ask()
+    for trial, process in ((alive, process_identity(os.getpid())), (reused, "boot:1")):
+        for key, value in {"pid": os.getpid(), "host": socket.gethostname(),
+                           "process": process}.items():
+            trial.set_user_attr(key, value)
+    stale = fail_stale_trials(study, storage, p)
+    assert [s.number for s in stale] == [reused.number]
+    states = {t.number: t.state for t in load("reused").trials}
+    assert states == {alive.number: TrialState.RUNNING, reused.number: TrialState.FAIL}
+    assert "another process" in load("reused").trials[reused.number].user_attrs["error"]

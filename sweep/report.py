@@ -45,9 +45,6 @@ def resuming(study: optuna.Study, plan: Plan, left: int, joining: bool = False) 
             f"all {s.n_trials} trials done (raise sweep.n_trials to run more)"
         print(f"study {s.study_name}: resuming ({counts}); {todo}, storage {where}",
               file=sys.stderr)
-    if study.user_attrs.get("space", plan.space.describe()) != plan.space.describe():
-        print("note: the search space differs from the one this study started with",
-              file=sys.stderr)
 
 
 def _counts(trials: list[FrozenTrial]) -> str:

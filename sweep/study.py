@@ -58,11 +58,39 @@ def create_study(plan: Plan, storage: Any) -> optuna.Study:
     if study.direction.name.lower() != s.direction:
         raise ConfigError(f"sweep.direction={s.direction}: study {s.study_name} was created "
                           f"to {study.direction.name.lower()}; use another sweep.study_name")
-    if not study.user_attrs:
+    if "space" in study.user_attrs:  # resuming: the trials must stay comparable
+        check_same(plan, study, "a new study: sweep.study_name=NEW_NAME")
+    else:
         study.set_user_attr("metric", s.metric)
         study.set_user_attr("space", plan.space.describe())
         study.set_user_attr("fixed", [mask_url(f) for f in plan.fixed])
+        study.set_user_attr("objective", objective_of(plan))
     return study
+
+
+def objective_of(plan: Plan) -> str:
+    """What a trial's value means: its seeds and how they are scored."""
+    s = plan.settings
+    last = f" (last {s.score_last_n})" if s.seed_score == "last" else ""
+    return (f"{s.seeds_per_trial} seeds per trial, seed score {s.seed_score}{last}, "
+            f"aggregate {s.aggregate}")
+
+
+def check_same(plan: Plan, study: optuna.Study, instead: str) -> None:
+    """ConfigError if this command line's search space, fixed overrides, metric, objective
+    or direction differ from the study's (a study that predates a record is not checked
+    on it)."""
+    s, attrs = plan.settings, study.user_attrs
+    checks = [("search space", plan.space.describe(), attrs.get("space")),
+              ("fixed overrides", _shared(plan.fixed), _shared(attrs.get("fixed", []))),
+              ("sweep.metric", s.metric, attrs.get("metric")),
+              ("objective", objective_of(plan), attrs.get("objective", objective_of(plan))),
+              ("sweep.direction", s.direction, study.direction.name.lower())]
+    for what, mine, theirs in checks:
+        if mine != theirs:
+            raise ConfigError(f"sweep.study_name={s.study_name}: {what} not the study's: "
+                              f"{_difference(mine, theirs)}; run the study's own settings "
+                              f"again to resume it, or start {instead}")
 
 
 def join_study(plan: Plan, storage: Any) -> optuna.Study:
@@ -75,15 +103,7 @@ def join_study(plan: Plan, storage: Any) -> optuna.Study:
         raise ConfigError(f"sweep.study_name={s.study_name}: no such study in "
                           f"{mask_url(plan.storage)}; start it with python -m sweep multirun "
                           "(same settings)") from None
-    attrs = study.user_attrs
-    checks = [("search space", plan.space.describe(), attrs.get("space")),
-              ("fixed overrides", _shared(plan.fixed), _shared(attrs.get("fixed", []))),
-              ("sweep.metric", s.metric, attrs.get("metric")),
-              ("sweep.direction", s.direction, study.direction.name.lower())]
-    for what, mine, theirs in checks:
-        if mine != theirs:
-            raise ConfigError(f"sweep.study_name={s.study_name}: {what} not the study's: "
-                              f"{_difference(mine, theirs)}")
+    check_same(plan, study, "a new study with python -m sweep multirun")
     return study
 
 

@@ -152,3 +152,25 @@ def test_stale_trial_of_a_reused_pid_fails(workdir: Path) -> None:
     states = {t.number: t.state for t in load("reused").trials}
     assert states == {alive.number: TrialState.RUNNING, reused.number: TrialState.FAIL}
     assert "another process" in load("reused").trials[reused.number].user_attrs["error"]
+
+
+def test_multirun_refuses_to_resume_with_other_settings(workdir: Path) -> None:
+    """Resuming with another space, fixed override or objective would mix trials that cannot
+    be compared (or fail every TPE trial): refused, naming the difference; the same
+    settings resume."""
+    import pytest
+
+    from rltrain.config import ConfigError
+    from sweep.storage import open_storage
+
+    base = ["sweep.study_name=same", "train.nb_steps=500"]
+    p = plan(base)
+    study_.create_study(p, open_storage(p))
+    study_.create_study(p, open_storage(p))  # the same settings: resumes
+    for changed, what in [(["agent.lr=interval(1e-5,1e-1)"], "search space"),
+                          (["train.nb_steps=400"], "fixed overrides"),
+                          (["sweep.seeds_per_trial=3"], "objective"),
+                          (["sweep.metric=test/mean_reward"], "sweep.metric")]:
+        other = plan([*base, *changed])
+        with pytest.raises(ConfigError, match=f"{what} not the study's: .*sweep.study_name=NEW"):
+            study_.create_study(other, open_storage(other))

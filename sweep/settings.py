@@ -61,6 +61,7 @@ class SweepSettings:
     aggregate: str = "mean"
     recheck_top_k: int = 3
     recheck_seeds: int = 4
+    register_best: bool = True
 
 
 @dataclass

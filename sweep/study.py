@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 
 from rltrain.config import ConfigError, mask_url
+from rltrain.secrets import masked_entry
 from rltrain.tracking import check_server, tracked_run
 from sweep import recheck, report
 from sweep.runs import end_dead_parents, end_stale
@@ -182,6 +183,8 @@ def run(plan: Plan, join: bool = False) -> Outcome:
             if outcome.exit_code == 0 and not join and _budget_spent(study, plan):
                 recheck.run(plan, study, parent, job.stop)
                 outcome = _outcome(study, job, crashed)
+                if outcome.exit_code == 0 and s.register_best:
+                    _register_best(plan, study)
         report.finish(parent, study, plan)
         if outcome.exit_code == 130:
             parent.set_tags({"stopped": "interrupted"})
@@ -191,6 +194,34 @@ def run(plan: Plan, join: bool = False) -> Outcome:
             parent.end("FAILED")
     outcome.new_trials = len(study.trials) - n_existing
     return outcome
+
+
+def _register_best(plan: Plan, study: optuna.Study) -> None:
+    """Register the winner's agent in MLflow's Model Registry under the study's name, in a
+    spawned process (it loads TensorFlow); a failure is a warning, never the sweep's."""
+    import multiprocessing as mp
+
+    best = report.chosen(study, plan)
+    if best is None or not best.user_attrs.get("run_id"):
+        return
+    with mp.get_context("spawn").Pool(1) as pool:
+        try:
+            version = pool.apply(register, (plan.tracking_uri, best.user_attrs["run_id"],
+                                            plan.settings.study_name))
+            print(f"registered the winner (trial {best.number}) as model "
+                  f"{plan.settings.study_name} version {version}: "
+                  f"python -m sweep watch models:/{plan.settings.study_name}/latest")
+        except Exception as err:
+            print(f"warning: the winner was not registered: {mask_url(str(err))[:300]}",
+                  file=sys.stderr)
+
+
+@masked_entry
+def register(uri: str, run_id: str, name: str) -> str:
+    """Worker process: ``rltrain.registry.register_run``."""
+    from rltrain.registry import register_run
+
+    return register_run(uri, run_id, name)
 
 
 def _budget_spent(study: optuna.Study, plan: Plan) -> bool:

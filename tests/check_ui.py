@@ -29,7 +29,8 @@ from tests.servers import free_port  # noqa: E402
 STUDY = "uicheck"
 SWEEP = ["multirun", f"sweep.study_name={STUDY}", "sweep.n_trials=2", "sweep.n_jobs=1",
          "train.nb_steps=300", "train.eval_interval=100", "train.eval_episodes=1",
-         "train.test_episodes=1", "train.checkpoint_interval=0", "train.progress=false"]
+         "train.test_episodes=1", "train.checkpoint_interval=0", "train.progress=false",
+         "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0", "sweep.register_best=false"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]

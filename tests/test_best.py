@@ -17,7 +17,8 @@ from tests.conftest import run_cli
 SWEEP = ["multirun", "sweep.study_name=tiny", "sweep.n_trials=3", "sweep.n_jobs=1",
          "sweep.pruner=none", "train.nb_steps=300", "train.eval_interval=100",
          "train.eval_episodes=2", "train.test_episodes=1", "agent.memory.limit=1000",
-         "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0"]  # the recheck: test_robust.py
+         "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0",  # the recheck: test_robust.py
+         "sweep.register_best=false"]
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ TINY = ["agent.impl=keras-rl", "train.nb_steps=300", "train.eval_interval=100",
         "train.eval_episodes=1", "train.test_episodes=1", "train.checkpoint_interval=0",
         "agent.memory.limit=1000", "agent.policy.nb_steps=200", "sweep.n_jobs=1",
         "sweep.heartbeat_interval=1", "sweep.grace_period=4", "sweep.seeds_per_trial=1",
-        "sweep.recheck_top_k=0"]
+        "sweep.recheck_top_k=0", "sweep.register_best=false"]
 
 
 @pytest.fixture(scope="module")

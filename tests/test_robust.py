@@ -25,7 +25,7 @@ from tests.test_sweep import load
 
 TINY = ["train.nb_steps=300", "train.eval_interval=100", "train.eval_episodes=2",
         "train.test_episodes=2", "train.checkpoint_interval=0", "agent.memory.limit=1000",
-        "agent.policy.nb_steps=150", "sweep.n_jobs=1"]
+        "agent.policy.nb_steps=150", "sweep.n_jobs=1", "sweep.register_best=false"]
 
 
 def test_pruning_acts_on_the_seeds_aggregate(tracking_uri: str, client: MlflowClient) -> None:
@@ -55,7 +55,7 @@ def test_pruning_acts_on_the_seeds_aggregate(tracking_uri: str, client: MlflowCl
 
 RECHECK = ["multirun", *TINY, "train.nb_steps=1500", "train.eval_interval=500",
            "sweep.n_trials=2", "sweep.seeds_per_trial=1", "sweep.pruner=none",
-           "sweep.recheck_top_k=2", "sweep.recheck_seeds=3"]
+           "sweep.recheck_top_k=2", "sweep.recheck_seeds=3", "sweep.register_best=true"]
 
 
 def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
@@ -102,6 +102,8 @@ def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
     assert named["trial"] == winner.number and named["recheck"]["seeds"] == fresh
     assert named["run_id"] == winner.user_attrs["run_id"]
     assert f"seed={winner.user_attrs['seeds'][0]}" in named["command"]
+    (version,) = client.search_model_versions("name = 'dqn-cartpole'")  # the winner, registered
+    assert version.run_id == winner.user_attrs["run_id"]
 
 
 def test_invocations_at_once_never_sample_the_same_trial(workdir: Path) -> None:

@@ -27,7 +27,7 @@ from tests.test_train import artifact_paths
 TINY = ["agent.impl=keras-rl", "train.nb_steps=200", "train.eval_interval=100",
         "train.eval_episodes=2", "train.test_episodes=1", "train.checkpoint_interval=0",
         "agent.memory.limit=1000", "agent.policy.nb_steps=150", "sweep.n_jobs=1",
-        "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0"]
+        "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0", "sweep.register_best=false"]
 EXPERIMENT = "keras-rl-cartpole"
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 

@@ -67,6 +67,9 @@ def load(threads: int = 1) -> ModuleType:
         import rl.agents  # noqa: F401  (disables eager execution for the process)
 
         warnings.filterwarnings("ignore", message=".*Model.state_updates.*")
+        # keras-rl2 (stock memory) warns on every batch drawn before the memory holds a
+        # batch: expected during a short warm-up, said once in the README, not per worker.
+        warnings.filterwarnings("ignore", message="Not enough entries to sample without")
         load._done = True  # type: ignore[attr-defined]
     import tf_keras
 

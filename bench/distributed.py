@@ -40,7 +40,8 @@ from tests.servers import postgres  # noqa: E402
 
 BUDGET = ["train.nb_steps=2000", "train.eval_interval=500", "train.eval_episodes=2",
           "train.test_episodes=2", "train.checkpoint_interval=0", "agent.memory.limit=2000",
-          "sweep.pruner=none", "train.progress=false"]
+          "sweep.pruner=none", "train.progress=false", "sweep.seeds_per_trial=1",
+          "sweep.recheck_top_k=0", "sweep.register_best=false"]
 
 
 def sweep(storage: str, workers: int, trials: int, extra: list[str],

@@ -212,29 +212,6 @@ def check_tracking(uri: str) -> None:
 
         check_server(uri)
     elif scheme in DATABASES:
+        from sweep.storage import check_database
+
         check_database(uri, "tracking.uri")
-
-
-def check_database(url: str, key: str, timeout: int = 5) -> None:
-    """Connect once to a database URL; ConfigError naming ``key`` if it cannot."""
-    import importlib.util
-
-    import sqlalchemy
-
-    scheme, rest = url.split("://", 1)
-    driver_url = url
-    if scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
-        driver_url = f"postgresql+psycopg2://{rest}"
-    kwargs = {"connect_args": {"connect_timeout": timeout}} if scheme.startswith("postgres") \
-        else {}
-    try:
-        engine = sqlalchemy.create_engine(driver_url, **kwargs)
-        try:
-            with engine.connect() as connection:
-                connection.execute(sqlalchemy.text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as err:
-        cause = getattr(err, "orig", None) or err
-        lines = str(cause).strip().splitlines() or [type(cause).__name__]
-        raise ConfigError(mask_url(f"{key}={url}: cannot connect: {lines[0]}")) from None

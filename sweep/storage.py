@@ -82,14 +82,18 @@ def heartbeats(storage: Any) -> bool:
 def check_storage(plan: Plan) -> None:
     """Connect once to a database storage before anything is created; ConfigError, one line
     with the password masked, if the server is unreachable or refuses the login."""
-    if "://" not in plan.storage:
-        return
+    if "://" in plan.storage:
+        check_database(plan.storage, "sweep.storage")
+
+
+def check_database(url: str, key: str) -> None:
+    """Connect once to a database URL (within CONNECT_TIMEOUT seconds); ConfigError naming
+    ``key``, with the password masked, if it cannot."""
     import sqlalchemy
 
-    where = f"sweep.storage={mask_url(plan.storage)}"
     try:
-        url = sqlalchemy_url(plan.storage)
-        engine = sqlalchemy.create_engine(url, **_engine_kwargs(url))
+        driver_url = sqlalchemy_url(url)
+        engine = sqlalchemy.create_engine(driver_url, **_engine_kwargs(driver_url))
         try:
             with engine.connect() as connection:
                 connection.execute(sqlalchemy.text("SELECT 1"))
@@ -98,7 +102,7 @@ def check_storage(plan: Plan) -> None:
     except Exception as err:
         cause = getattr(err, "orig", None) or err
         lines = str(cause).strip().splitlines() or [type(cause).__name__]
-        raise ConfigError(f"{where}: cannot connect: {mask_url(lines[0])}") from None
+        raise ConfigError(mask_url(f"{key}={url}: cannot connect: {lines[0]}")) from None
 
 
 LOCK_TIMEOUT = 120  # seconds a worker waits for the claim lock before giving up

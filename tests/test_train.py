@@ -86,11 +86,19 @@ class Crash:
 
 def test_crash_mid_training_ends_failed(tiny, client: MlflowClient) -> None:
     with pytest.raises(RuntimeError, match="boom"):
-        tracked_train(tiny(), callbacks=[Crash(150, RuntimeError("boom"))])
+        # the FileLogger saves every 1000 episodes: only on_train_end can write it here
+        tracked_train(tiny("train.log_interval=1000"), callbacks=[Crash(150, RuntimeError("boom"))])
     (run,) = client.search_runs([client.get_experiment_by_name("keras-rl-cartpole").experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "RuntimeError: boom"
-    assert "config.yaml" in artifact_paths(client, run.info.run_id)
+    files = artifact_paths(client, run.info.run_id)
+    assert "config.yaml" in files
+    # on_train_end ran after the crash: keras-rl2's FileLogger wrote the episodes so far
+    assert "dqn_log.json" in files
+    log = json.loads(Path(client.download_artifacts(run.info.run_id, "dqn_log.json")).read_text())
+    episodes = client.get_metric_history(run.info.run_id, "episode_reward")
+    assert len(episodes) > 1 and max(log["nb_steps"]) < 150
+    assert log["episode_reward"] == [m.value for m in episodes]  # every episode, not the 1st
 
 
 def test_stopped_early_ends_killed_with_curve(tiny, client: MlflowClient) -> None:

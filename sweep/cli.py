@@ -54,11 +54,12 @@ DESCRIPTIONS = {
     "multirun": "Create or resume an Optuna study and run its trials (also: -m, --multirun).",
     "worker": "Join an existing study (the same line as its multirun); from another machine: "
               "sweep.storage=postgresql://USER@HOST/DB.",
-    "best": "The best trial of a study and the command that trains it again. Takes the line "
-            "of the multirun that made the study: uses sweep.*, ignores the rest.",
+    "best": "The winner of a study (the recheck's, else the best objective) and the command "
+            "that trains it again. Takes the line of the multirun that made the study: uses "
+            "sweep.*, ignores the rest.",
     "reproduce": "Retrain a recorded run with its config and seed; says match or mismatch.",
-    "evaluate": "Retrain a run's config on N fresh seeds: mean, std, 95% CI, IQM, solved "
-                "fraction.",
+    "evaluate": "Retrain a run's config on N fresh seeds: the delivered agents' test, mean "
+                "and IQM with 95% intervals, solved seeds.",
     "watch": "A GIF of a run's trained agent, logged on the run.",
     "register": "Register a run's agent (or the study's best) in MLflow's Model Registry, "
                 "loadable with mlflow.pyfunc.load_model.",

@@ -21,17 +21,20 @@ SWEEP = ["multirun", "sweep.study_name=tiny", "sweep.n_trials=3", "sweep.n_jobs=
          "sweep.register_best=false"]
 
 
-@pytest.fixture
-def study(workdir: Path, tracking_uri: str) -> optuna.Study:
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study, Path, str]:
+    """One tiny study for the module: (study, its folder, its tracking URI)."""
+    workdir = tmp_path_factory.mktemp("best")
+    tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
     proc = run_cli(*SWEEP, f"tracking.uri={tracking_uri}", cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(workdir / "multirun/tiny/study.log")))
-    return optuna.load_study(study_name="tiny", storage=storage)
+    return optuna.load_study(study_name="tiny", storage=storage), workdir, tracking_uri
 
 
-def test_best_names_the_best_trial_and_reproduces(study: optuna.Study, workdir: Path,
-                                                  tracking_uri: str) -> None:
+def test_best_names_the_best_trial_and_reproduces(made: tuple[optuna.Study, Path, str]) -> None:
+    study, workdir, tracking_uri = made
     proc = run_cli("best", "sweep.study_name=tiny", "--json", cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     best = json.loads(proc.stdout)
@@ -49,7 +52,8 @@ def test_best_names_the_best_trial_and_reproduces(study: optuna.Study, workdir: 
            "train.nb_steps=300" in proc.stderr
 
 
-def test_exported_experiment_composes_and_trains(study: optuna.Study, workdir: Path) -> None:
+def test_exported_experiment_composes_and_trains(made: tuple[optuna.Study, Path, str]) -> None:
+    study, workdir, _ = made
     name = f"test-export-{workdir.name}"
     path = DEFAULT_CONF_DIR / "experiment" / f"{name}.yaml"
     try:
@@ -65,7 +69,7 @@ def test_exported_experiment_composes_and_trains(study: optuna.Study, workdir: P
             for part in key.split("."):
                 node = node[part]
             assert node == value
-        result = train(cfg, Path("exported"))
+        result = train(cfg, workdir / "exported")
         assert result.nb_steps == 300 and result.evaluations
     finally:
         path.unlink(missing_ok=True)

@@ -53,7 +53,7 @@ def test_pruning_acts_on_the_seeds_aggregate(tracking_uri: str, client: MlflowCl
         assert [(m.step, m.value) for m in agg] == [(100, sum(firsts) / 2)]
 
 
-RECHECK = ["multirun", *TINY, "train.nb_steps=1500", "train.eval_interval=500",
+RECHECK = ["multirun", *TINY, "train.nb_steps=800", "train.eval_interval=400",
            "sweep.n_trials=2", "sweep.seeds_per_trial=1", "sweep.pruner=none",
            "sweep.recheck_top_k=2", "sweep.recheck_seeds=3", "sweep.register_best=true"]
 

@@ -215,8 +215,8 @@ def test_two_worker_processes_share_one_storage(sweep, client) -> None:
 
 
 def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri, client) -> None:
-    args = [*TINY, f"tracking.uri={tracking_uri}", "sweep.n_jobs=2", "sweep.n_trials=4",
-            "train.nb_steps=20000"]
+    long = ["agent.impl=fast", "train.nb_steps=15000", "train.eval_interval=1000"]  # to interrupt
+    args = [*TINY, f"tracking.uri={tracking_uri}", "sweep.n_jobs=2", "sweep.n_trials=4", *long]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     proc = subprocess.Popen([sys.executable, "-m", "sweep", "multirun", *args], cwd=workdir,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -240,6 +240,8 @@ def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri
     assert [(r.info.status, r.data.tags["sweep.state"]) for r in children[parent.info.run_id]] \
         == [("FAILED", "FAIL")] * 2
 
-    resumed = study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=1"]))
+    # the same settings resume (other fixed overrides would be refused)
+    resumed = study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=1",
+                               *long]))
     assert resumed.exit_code == 0
     assert [t.state for t in load().trials] == [FAIL, FAIL, COMPLETE]

@@ -120,8 +120,10 @@ def _difference(mine: Any, theirs: Any) -> str:
             if mine.get(key) != theirs.get(key):
                 return f"{key}: {mine.get(key, '(not searched)')} here, " \
                        f"{theirs.get(key, '(not searched)')} in the study"
-    if isinstance(mine, list) and isinstance(theirs, list):
-        return f"{' '.join(mine) or '(none)'} here, {' '.join(theirs) or '(none)'} in the study"
+    if isinstance(mine, list) and isinstance(theirs, list):  # name only what differs
+        here = [m for m in mine if m not in theirs]
+        there = [t for t in theirs if t not in mine]
+        return f"{' '.join(here) or '(none)'} here, {' '.join(there) or '(none)'} in the study"
     return f"{mine} here, {theirs} in the study"
 
 

@@ -111,13 +111,14 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: flo
     raise ConfigError(f"mlflow ui did not answer at {base} within {timeout:.0f} s (log: {log})")
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """Let the server stop (a Ctrl-C in the terminal reached it too), ask it, then insist."""
-    for send in (None, proc.terminate, proc.kill):
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Let the server stop (a Ctrl-C in the terminal reached it too), ask it, then insist
+    (a graceful shutdown may wait on a browser's keep-alive connections)."""
+    for send, seconds in ((None, 2.0), (proc.terminate, 5.0), (proc.kill, 10.0)):
         if send is not None:
             send()
         try:
-            proc.wait(timeout=3 if send is None else timeout)
+            proc.wait(timeout=seconds)
             return
         except subprocess.TimeoutExpired:
             continue

@@ -93,7 +93,7 @@ def stop_ui(proc: subprocess.Popen[str]) -> int:
     """Ctrl-C, as a user would; the exit code."""
     proc.send_signal(signal.SIGINT)
     try:
-        return proc.wait(timeout=30)
+        return proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

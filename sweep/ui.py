@@ -11,6 +11,7 @@ parent run (tag ``sweep.role=parent``, newest start). Ctrl-C stops the server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -87,10 +88,11 @@ def port_free(port: int) -> bool:
 def start_server(store: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``mlflow ui`` (this Python's) on 127.0.0.1:``port``, one worker, output to ``log``."""
     with log.open("wb") as out:
-        return subprocess.Popen(
+        return subprocess.Popen(  # its own process group: stopped whole (see stop)
             [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=out, stderr=subprocess.STDOUT)
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
 
 
 def wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float = 120) -> None:
@@ -112,16 +114,20 @@ def wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: flo
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Let the server stop (a Ctrl-C in the terminal reached it too), ask it, then insist
+    """Stop the server's whole process group: ``mlflow ui`` runs uvicorn, a job runner and
+    huey consumers, which outlive it when only it is stopped. Ask (SIGTERM), then insist
     (a graceful shutdown may wait on a browser's keep-alive connections)."""
-    for send, seconds in ((None, 2.0), (proc.terminate, 5.0), (proc.kill, 10.0)):
-        if send is not None:
-            send()
+    for sig, seconds in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=seconds)
-            return
         except subprocess.TimeoutExpired:
             continue
+        if sig == signal.SIGTERM:  # the leader is gone; make sure its children are too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        return
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -163,6 +169,8 @@ def cmd_ui(args: list[str]) -> int:
     log = Path(tempfile.gettempdir()) / f"sweep-ui-{os.getpid()}.log"
     proc = start_server(store, options.port, log)
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated ui stops its server too
+    # Ctrl-C too, even when started with SIGINT ignored (a background job of a script)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         lines = links(store, base, experiment)  # while the server starts
         wait_ready(proc, base, log)

@@ -15,6 +15,7 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # would show a password
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no calls home from a sweep
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating tables..."
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402

@@ -10,6 +10,7 @@ also the final weights' test and the last evaluation (sweep/stats.py).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import sys
 import tempfile
@@ -67,12 +68,12 @@ def threshold_for(cfg: DictConfig, request_value: str | None) -> float:
             return float(request_value)
         except ValueError:
             raise ConfigError(f"threshold={request_value}: must be a number") from None
-    import gymnasium as gym
+    from rltrain.config import reward_threshold
 
-    spec_threshold = gym.spec(cfg.env.id).reward_threshold
-    if spec_threshold is None:
+    value = reward_threshold(cfg.env.id)
+    if math.isnan(value):
         raise ConfigError(f"env.id={cfg.env.id}: has no reward_threshold; pass threshold=X")
-    return float(spec_threshold)
+    return value
 
 
 def cmd_evaluate(args: list[str]) -> int:

@@ -15,7 +15,6 @@ interval) and the winner's tags.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -76,14 +75,10 @@ def missing(study: optuna.Study, plan: Plan) -> list[tuple[Leader, int]]:
 
 
 def threshold_of(plan: Plan) -> float:
-    """The env's solve threshold (its spec's reward_threshold), NaN when it has none."""
-    import gymnasium as gym
+    """The solve threshold of the env the study trains on (NaN when it has none)."""
+    from rltrain.config import compose_config, reward_threshold
 
-    from rltrain.config import compose_config
-
-    env_id = compose_config(plan.fixed).env.id
-    value = gym.spec(env_id).reward_threshold
-    return math.nan if value is None else float(value)
+    return reward_threshold(compose_config(plan.fixed).env.id)
 
 
 def winner(study: optuna.Study, plan: Plan) -> Leader | None:

@@ -245,6 +245,14 @@ def check_env(env_id: str) -> None:
         env.close()
 
 
+def reward_threshold(env_id: str) -> float:
+    """The env's solve threshold (its spec's ``reward_threshold``), NaN when it has none."""
+    import gymnasium as gym
+
+    value = gym.spec(env_id).reward_threshold
+    return math.nan if value is None else float(value)
+
+
 def flatten(cfg: DictConfig) -> dict[str, Any]:
     """``{"agent.model.units": 16, ...}`` for MLflow params, with URLs' passwords masked."""
     out: dict[str, Any] = {}

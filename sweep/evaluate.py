@@ -70,7 +70,7 @@ def threshold_for(cfg: DictConfig, request_value: str | None) -> float:
             raise ConfigError(f"threshold={request_value}: must be a number") from None
     from rltrain.config import reward_threshold
 
-    value = reward_threshold(cfg.env.id)
+    value = reward_threshold(cfg.env)
     if math.isnan(value):
         raise ConfigError(f"env.id={cfg.env.id}: has no reward_threshold; pass threshold=X")
     return value

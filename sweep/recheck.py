@@ -78,7 +78,7 @@ def threshold_of(plan: Plan) -> float:
     """The solve threshold of the env the study trains on (NaN when it has none)."""
     from rltrain.config import compose_config, reward_threshold
 
-    return reward_threshold(compose_config(plan.fixed).env.id)
+    return reward_threshold(compose_config(plan.fixed).env)
 
 
 def winner(study: optuna.Study, plan: Plan) -> Leader | None:

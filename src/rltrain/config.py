@@ -29,8 +29,20 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class AtariConfig:
+    frame_skip: int = 4
+    noop_max: int = 30
+    screen_size: int = 84
+    terminal_on_life_loss: bool = False
+    clip_rewards: bool = True
+
+
+@dataclass
 class EnvConfig:
     id: str = "CartPole-v1"
+    reward_threshold: float | None = None
+    preprocessing: str = "none"
+    atari: AtariConfig = field(default_factory=AtariConfig)
 
 
 @dataclass
@@ -245,11 +257,13 @@ def check_env(env_id: str) -> None:
         env.close()
 
 
-def reward_threshold(env_id: str) -> float:
-    """The env's solve threshold (its spec's ``reward_threshold``), NaN when it has none."""
+def reward_threshold(env: DictConfig) -> float:
+    """The solve threshold: ``env.reward_threshold``, else the env spec's, else NaN."""
     import gymnasium as gym
 
-    value = gym.spec(env_id).reward_threshold
+    value = env.reward_threshold
+    if value is None:
+        value = gym.spec(env.id).reward_threshold
     return math.nan if value is None else float(value)
 
 

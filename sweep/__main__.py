@@ -23,7 +23,13 @@ import threading
 from collections.abc import Callable
 
 from rltrain.config import ConfigError, compose_config, validate
-from rltrain.secrets import mask, register_environment, register_secrets, report
+from rltrain.secrets import (
+    install_masking,
+    mask,
+    register_environment,
+    register_secrets,
+    report,
+)
 from sweep import cli
 from sweep.cli import Command
 
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     register_environment()
     register_secrets(" ".join(args))
     threading.excepthook = _thread_hook
+    install_masking()  # warnings and log records of every library
     try:
         cmd = cli.parse(args)
         return 0 if cmd is None else dispatch(cmd)

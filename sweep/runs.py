@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import socket
 import sys
+from typing import Any
+
+from optuna.trial import TrialState
 
 from rltrain.config import mask_url
 from rltrain.tracking import find_runs, tracker_for
@@ -52,6 +55,36 @@ def end_stale(plan: Plan, stale: list[Stale]) -> None:
         tag_trial_runs(plan, item.number, "FAIL", item.invocation, end=True, reason=item.reason)
         if item.sweep_gone:
             end_parent_run(plan, item.invocation)
+
+
+ENDS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+
+
+def end_runs_of_finished_trials(plan: Plan, study: Any) -> None:
+    """End the runs left RUNNING of trials the study has finished: their own end was lost
+    to a tracking server that did not answer for ``SWEEP_TRACKING_WAIT`` seconds. A run is
+    matched by its trial number and its invocation (the trial's parent run), so another
+    study of the same name elsewhere is never touched. Ends as the trial did: FINISHED,
+    KILLED (pruned) or FAILED; warns if the store fails again."""
+    try:
+        trials = {(t.number, t.user_attrs.get("invocation", "")): t
+                  for t in study.get_trials(deepcopy=False, states=tuple(ENDS))}
+        left = find_runs(plan.tracking_uri, plan.experiment,
+                         {"sweep.study": plan.settings.study_name}, status="RUNNING",
+                         with_tags=True)
+        for run_id, tags in left:
+            if "sweep.trial" not in tags:
+                continue
+            trial = trials.get((int(tags["sweep.trial"]), tags.get("sweep.invocation", "")))
+            if trial is None:
+                continue
+            tracker = tracker_for(plan.tracking_uri, run_id)
+            tracker.set_tags({"sweep.state": trial.state.name, "ended_by": "a later check: "
+                              "the tracking server was down when the trial ended"})
+            tracker.end(ENDS[trial.state])
+    except Exception as err:
+        print(f"warning: could not end trials' runs left running: {mask_url(str(err))[:300]}",
+              file=sys.stderr)
 
 
 def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:

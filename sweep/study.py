@@ -28,7 +28,7 @@ from rltrain.config import ConfigError, mask_url
 from rltrain.secrets import masked_entry
 from rltrain.tracking import check_server, tracked_run
 from sweep import recheck, report
-from sweep.runs import end_dead_parents, end_stale
+from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
 from sweep.storage import check_storage, claim_lock, fail_stale_trials, open_storage
@@ -143,6 +143,7 @@ def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
         stale = fail_stale_trials(study, storage, plan)
     end_stale(plan, stale)
     end_dead_parents(plan)
+    end_runs_of_finished_trials(plan, study)
     return storage, study
 
 
@@ -181,6 +182,7 @@ def run(plan: Plan, join: bool = False) -> Outcome:
                 with claim_lock(storage, plan):
                     stale = fail_stale_trials(study, storage, plan)  # a crashed worker's
                 end_stale(plan, stale)
+                end_runs_of_finished_trials(plan, study)  # ends lost to a tracking outage
             outcome = _outcome(study, job, crashed)
             if outcome.exit_code == 0 and not join and _budget_spent(study, plan):
                 recheck.run(plan, study, parent, job.stop)

@@ -5,17 +5,21 @@ message, a whole traceback); ``mask(text)`` also masks the secrets seen in the c
 the environment or a worker's arguments, for console output.
 ``report(err)`` prints an unexpected error as one masked line (the masked traceback with
 ``SWEEP_DEBUG=1``); ``masked_entry(fn)`` wraps a worker process's entry point so nothing it
-raises or prints on the way out carries a secret.
+raises or prints on the way out carries a secret. ``install_masking()`` masks what any
+library warns (``warnings``) or logs (``logging``), in every process that calls it: the
+command line's and each worker's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -104,6 +108,52 @@ def report(err: BaseException, prefix: str = "") -> int:
     return 1
 
 
+_installed = False
+
+
+def install_masking() -> None:
+    """Mask every warning and log record of this process, whichever library emits it (MLflow,
+    urllib3, SQLAlchemy, Optuna ...) and whichever handler prints it: log records as they
+    are made (``logging.setLogRecordFactory``: message, traceback, stack), warnings as they
+    are formatted (``warnings.formatwarning``, also used by ``logging.captureWarnings``).
+    Idempotent."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    make_record = logging.getLogRecordFactory()
+
+    def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return _mask_record(make_record(*args, **kwargs))
+
+    logging.setLogRecordFactory(masked_record)
+    format_warning = warnings.formatwarning
+
+    def masked_warning(message: Warning | str, category: type[Warning], filename: str,
+                       lineno: int, line: str | None = None) -> str:
+        return mask(format_warning(message, category, filename, lineno, line))
+
+    warnings.formatwarning = masked_warning
+
+
+def _mask_record(record: logging.LogRecord) -> logging.LogRecord:
+    """The record with its message (formatted with its arguments), traceback and stack
+    masked; a record whose message cannot be formatted is left for its handler to report."""
+    try:
+        text = record.getMessage()
+    except Exception:
+        return record
+    masked_text = mask(text)
+    if masked_text != text:
+        record.msg, record.args = masked_text, ()
+    if record.exc_info and record.exc_info[1] is not None:
+        text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        record.exc_text = mask(text)  # what Formatter prints instead of formatting exc_info
+    if record.stack_info:
+        record.stack_info = mask(record.stack_info)
+    return record
+
+
 class MaskedTraceback(Exception):
     """The masked text of an original traceback, kept as the cause of a masked error."""
 
@@ -140,6 +190,7 @@ def masked_entry(fn: F | None = None, *, exit_on_error: bool = False) -> Any:
     def wrap(func: F) -> F:
         @functools.wraps(func)
         def entry(*args: Any, **kwargs: Any) -> Any:
+            install_masking()
             with contextlib.suppress(Exception):  # an argument whose repr fails
                 register_secrets(repr(args) + repr(kwargs))
             try:

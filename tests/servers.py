@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -69,35 +70,58 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@contextmanager
-def mlflow_server(folder: Path) -> Iterator[str]:
-    """``mlflow server`` on 127.0.0.1 with its own store; yields ``http://127.0.0.1:PORT``."""
-    port = free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    log = (folder / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-    url = f"http://127.0.0.1:{port}"
-    try:
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 with its own store in ``folder``; ``stop`` and ``start``
+    again keep its port and its store (a tracking server's outage)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        with (self.folder / "server.log").open("a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+                 "--port", str(self.port),
+                 "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+                 "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True)
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:
-                        break
+                        return
             except OSError:
                 pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log')}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start: {self.folder / 'server.log'}")
+            time.sleep(0.3)
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server and every process it started (``kill``: SIGKILL, as a crash)."""
+        if self.proc is None:
+            return
         try:
-            proc.wait(timeout=20)
+            os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        except ProcessLookupError:
+            pass
+        self.proc = None
+
+
+@contextmanager
+def mlflow_server(folder: Path) -> Iterator[MlflowServer]:
+    """A started :class:`MlflowServer` (``.url``: ``http://127.0.0.1:PORT``), stopped at the
+    end."""
+    server = MlflowServer(folder)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -1,6 +1,7 @@
 """Sweeps across machines, on real servers: a throwaway PostgreSQL cluster holds the study, a
 throwaway ``mlflow server`` the runs, and worker processes join one study; one is killed
-with SIGKILL in the middle of a trial. Bad connections fail in one line, password masked."""
+with SIGKILL in the middle of a trial; the tracking server is killed mid-trial and started
+again. Bad connections fail in one line, password masked."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from sweep import study as study_
 from sweep.settings import plan
 from sweep.storage import open_storage, sqlalchemy_url
 from tests.conftest import ROOT, run_cli
-from tests.servers import PASSWORD, free_port, mlflow_server, postgres
+from tests.servers import PASSWORD, MlflowServer, free_port, mlflow_server, postgres
 
 EXPERIMENT = "keras-rl-cartpole"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -46,9 +47,16 @@ def mlflow_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mlflow_url(mlflow_dir: Path) -> Iterator[str]:
-    with mlflow_server(mlflow_dir) as url:
-        yield url
+def mlflow(mlflow_dir: Path) -> Iterator[MlflowServer]:
+    with mlflow_server(mlflow_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def mlflow_url(mlflow: MlflowServer) -> str:
+    if mlflow.proc is None:  # a test that stopped it failed before starting it again
+        mlflow.start()
+    return mlflow.url
 
 
 def with_password(url: str) -> str:
@@ -151,6 +159,55 @@ def test_a_killed_worker_s_trial_fails_and_is_retried(pg_url, mlflow_url, mlflow
         client.download_artifacts(r.info.run_id, "", str(workdir / "artifacts" / r.info.run_id))
     assert any("***@" in v for r in runs for v in r.data.params.values())  # masked, not dropped
     assert secrets_in(workdir, mlflow_dir) == []
+
+
+def test_tracking_server_down_mid_trial_loses_nothing(pg_url, mlflow, mlflow_url,
+                                                     workdir) -> None:
+    """The tracking server is killed (SIGKILL) while a trial trains on a PostgreSQL study and
+    started again on the same port and store (down ~20 s: 5 s, then its start-up): the
+    trial waits for it, and the sweep ends with every trial once, COMPLETE, one MLflow run
+    each, none left RUNNING, the password in no output."""
+    name, n_trials = "outage", 2
+    args = [*TINY, f"sweep.storage={pg_url}", f"sweep.study_name={name}",
+            f"sweep.n_trials={n_trials}", f"tracking.uri={with_password(mlflow_url)}",
+            "sweep.pruner=none"]
+    study_.create_study(plan(args), open_storage(plan(args)))
+    proc = start("multirun", args, workdir, "outage")
+    try:
+        number = wait_for_trial_of(pg_url, name, proc.pid, proc)
+        mlflow.stop(kill=True)
+        time.sleep(5)
+        mlflow.start()
+        assert proc.wait(timeout=300) == 0, (workdir / "outage.err").read_text()[-3000:]
+    finally:
+        proc.kill()
+        proc.wait()
+
+    trials = load(pg_url, name).trials
+    assert [(t.number, t.state) for t in trials] == [(i, TrialState.COMPLETE)
+                                                     for i in range(n_trials)]
+    client = MlflowClient(mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
+                              f"tags.`sweep.study` = '{name}'")
+    assert [r.info.run_name for r in runs if r.info.status != "FINISHED"] == []
+    for role in ("trial", "seed"):  # one trial run and one seed run per trial
+        numbers = sorted(int(r.data.tags["sweep.trial"]) for r in runs
+                         if r.data.tags.get("sweep.role", "trial") == role
+                         and "sweep.trial" in r.data.tags)
+        assert numbers == list(range(n_trials)), role
+    by_trial = {int(r.data.tags["sweep.trial"]): r for r in runs
+                if "sweep.trial" in r.data.tags and "sweep.role" not in r.data.tags}
+    assert {n: r.info.run_id for n, r in by_trial.items()} == \
+        {t.number: t.user_attrs["trial_run_id"] for t in trials}
+    hit = by_trial[number]  # the interrupted trial's curve and artifacts are all there
+    assert [m.step for m in client.get_metric_history(hit.info.run_id, "objective")] == \
+        [100, 200, 300, 300]
+    seed_run = client.get_run(trials[number].user_attrs["run_id"])
+    assert {"config.yaml", "learning_curve.png"} <= {
+        a.path for a in client.list_artifacts(seed_run.info.run_id)}
+    err = (workdir / "outage.err").read_text()
+    assert "does not answer" in err and "answers again" in err and "***@" in err
+    assert PASSWORD not in err + (workdir / "outage.out").read_text()
 
 
 def test_password_from_a_pgpass_file(pg_url, tracking_uri, workdir, monkeypatch) -> None:

@@ -23,7 +23,7 @@ from rltrain.secrets import mask
 T = TypeVar("T")
 WAIT_VAR = "SWEEP_TRACKING_WAIT"  # seconds to wait for a tracking server that stops answering
 DEFAULT_WAIT = 120.0
-FIRST_DELAY, MAX_DELAY = 1.0, 10.0  # seconds between attempts: 1, 2, 4, 8, 10, 10 ...
+FIRST_DELAY, MAX_DELAY = 1.0, 5.0  # seconds between attempts: 1, 2, 4, 5, 5 ...
 
 _down_since: dict[str, float] = {}  # server -> when it started failing (time.monotonic)
 _lock = threading.Lock()  # the metrics sender thread and the training thread share servers
@@ -49,7 +49,7 @@ def retrying(call: Callable[[], T], *, server: str, what: str,
              transient: Callable[[BaseException], bool],
              before_retry: Callable[[], T | None] | None = None) -> T:
     """``call()``; while it raises an error that ``transient`` accepts, call it again after
-    1, 2, 4 ... 10 s, until ``server`` has failed for ``wait_seconds()`` in all; then raise
+    1, 2, 4, 5, 5 ... s, until ``server`` has failed for ``wait_seconds()`` in all; then raise
     ServerUnavailable (caused by the last error). ``before_retry`` may return the result
     instead (a create whose answer was lost may have happened: look for it first)."""
     delay, attempt = FIRST_DELAY, 0

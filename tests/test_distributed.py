@@ -81,12 +81,13 @@ def start(command: str, args: list[str], cwd: Path, log: str) -> subprocess.Pope
 
 
 def wait_for_trial_of(url: str, name: str, pid: int, proc: subprocess.Popen[bytes],
-                      timeout: float = 240) -> int:
-    """The number of the trial ``pid`` is training, once it has reported an evaluation."""
+                      timeout: float = 240, evaluated: bool = True) -> int:
+    """The number of the trial ``pid`` is training, once it has reported an evaluation
+    (``evaluated=False``: once it has been claimed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         for t in load(url, name).get_trials(states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("pid") == pid and t.intermediate_values:
+            if t.user_attrs.get("pid") == pid and (t.intermediate_values or not evaluated):
                 return t.number
         time.sleep(0.2)
     raise AssertionError(f"no running trial of pid {pid} (exit code {proc.poll()})")
@@ -163,18 +164,19 @@ def test_a_killed_worker_s_trial_fails_and_is_retried(pg_url, mlflow_url, mlflow
 
 def test_tracking_server_down_mid_trial_loses_nothing(pg_url, mlflow, mlflow_url,
                                                      workdir) -> None:
-    """The tracking server is killed (SIGKILL) while a trial trains on a PostgreSQL study and
-    started again on the same port and store (down ~20 s: 5 s, then its start-up): the
-    trial waits for it, and the sweep ends with every trial once, COMPLETE, one MLflow run
-    each, none left RUNNING, the password in no output."""
-    name, n_trials = "outage", 2
+    """The tracking server is killed (SIGKILL) as a trial of a PostgreSQL study starts (its
+    runs' creation, params and first metrics meet the outage) and started again on the
+    same port and store (down ~20 s: 5 s, then its start-up): the trial waits for it, and
+    the sweep ends with every trial once, COMPLETE, one MLflow run each, none left
+    RUNNING, the password in no output."""
+    name, n_trials = "outage", 1
     args = [*TINY, f"sweep.storage={pg_url}", f"sweep.study_name={name}",
             f"sweep.n_trials={n_trials}", f"tracking.uri={with_password(mlflow_url)}",
             "sweep.pruner=none"]
     study_.create_study(plan(args), open_storage(plan(args)))
     proc = start("multirun", args, workdir, "outage")
     try:
-        number = wait_for_trial_of(pg_url, name, proc.pid, proc)
+        number = wait_for_trial_of(pg_url, name, proc.pid, proc, evaluated=False)
         mlflow.stop(kill=True)
         time.sleep(5)
         mlflow.start()

@@ -238,7 +238,7 @@ def validate(cfg: DictConfig) -> None:
         ("tracking.experiment", cfg.tracking.experiment, bool(cfg.tracking.experiment.strip()),
          "must not be empty"),
     ]
-    for key, value, ok, why in checks + model_checks(cfg) + env_checks(cfg.env):
+    for key, value, ok, why in checks + env_checks(cfg.env) + model_checks(cfg):
         if not ok:
             raise ConfigError(f"{key}={value}: {why}")
     check_env(cfg.env)
@@ -301,20 +301,20 @@ def min_warmup(cfg: DictConfig) -> int:
 
 def check_env(env: DictConfig) -> None:
     """The env must be registered in gymnasium, have a discrete action space, and be an
-    ALE image env exactly when ``env.preprocessing=atari``."""
+    Atari (ALE) env exactly when ``env.preprocessing=atari``."""
     import gymnasium as gym
 
-    from rltrain.envs import is_ale_image, register_ale
+    from rltrain.envs import is_ale, register_ale
 
     env_id = env.id
     register_ale(env_id)
     if env_id not in gym.envs.registry:
         raise ConfigError(f"env.id={env_id}: not a registered gymnasium environment")
-    if env.preprocessing == "atari" and not is_ale_image(env_id):
-        raise ConfigError(f"env.id={env_id}: env.preprocessing=atari needs an Atari image env "
+    if env.preprocessing == "atari" and not is_ale(env_id):
+        raise ConfigError(f"env.id={env_id}: env.preprocessing=atari needs an Atari env "
                           "(ALE/<Game>-v5, e.g. ALE/Pong-v5)")
-    if env.preprocessing == "none" and is_ale_image(env_id):
-        raise ConfigError(f"env.id={env_id}: an Atari image env needs env.preprocessing=atari "
+    if env.preprocessing == "none" and is_ale(env_id):
+        raise ConfigError(f"env.id={env_id}: an Atari env needs env.preprocessing=atari "
                           f"(python -m sweep train env=atari env.id={env_id})")
     try:
         env = gym.make(env_id)

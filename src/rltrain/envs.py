@@ -29,14 +29,14 @@ def register_ale(env_id: str) -> None:
         import ale_py
     except ImportError:  # then env.id is reported as not registered
         return
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on every make
     gym.register_envs(ale_py)
 
 
-def is_ale_image(env_id: str) -> bool:
-    """An ALE env with screen observations (``ALE/Pong-v5``; not ``ALE/Pong-ram-v5``)."""
+def is_ale(env_id: str) -> bool:
+    """An Atari env of ale-py (``ALE/Pong-v5``, also the older ``PongNoFrameskip-v4``)."""
     register_ale(env_id)
-    spec = gym.spec(env_id)
-    return spec.entry_point == ALE_ENTRY_POINT and spec.kwargs.get("obs_type", "rgb") != "ram"
+    return gym.spec(env_id).entry_point == ALE_ENTRY_POINT
 
 
 class ClipReward(gym.Wrapper):

@@ -14,13 +14,16 @@ from rltrain.train import TEST_SEED_OFFSET, seed_everything
 
 
 def record_gif(cfg: DictConfig, weights: Path, path: Path, episodes: int = 1,
-               fps: int = 30, width: int = 300) -> tuple[Path, list[float], int]:
+               fps: int | None = None, width: int = 300) -> tuple[Path, list[float], int]:
     """Load ``weights`` into the agent ``cfg`` describes, play ``episodes`` test episodes
     with ``rgb_array`` rendering and write them to ``path``; return (path, rewards, frames).
 
     The GIF shows what ``render()`` gives: the game's own colour frames (Atari: one per
     agent step, i.e. every ``frame_skip``-th frame), not the agent's preprocessed input.
+    ``fps`` None: 30, or for Atari the game's own speed (60 / ``frame_skip``).
     """
+    if fps is None:
+        fps = max(1, 60 // cfg.env.atari.frame_skip) if cfg.env.preprocessing == "atari" else 30
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders with no display
     from PIL import Image
 

@@ -317,15 +317,15 @@ def check_env(env: DictConfig) -> None:
         raise ConfigError(f"env.id={env_id}: an Atari env needs env.preprocessing=atari "
                           f"(python -m sweep train env=atari env.id={env_id})")
     try:
-        env = gym.make(env_id)
+        made = gym.make(env_id)
     except Exception as err:  # missing extras (box2d, atari ...) surface here
         raise ConfigError(f"env.id={env_id}: cannot be created ({err})") from err
     try:
-        if not isinstance(env.action_space, gym.spaces.Discrete):
+        if not isinstance(made.action_space, gym.spaces.Discrete):
             raise ConfigError(f"env.id={env_id}: DQN needs a discrete action space, "
-                              f"this one is {type(env.action_space).__name__}")
+                              f"this one is {type(made.action_space).__name__}")
     finally:
-        env.close()
+        made.close()
 
 
 def reward_threshold(env: DictConfig) -> float:

@@ -153,6 +153,54 @@ def test_conv_model_is_nature_dqn() -> None:
         keras.backend.clear_session()
 
 
+class _StepRecorder:
+    """A callback that keeps every step's reported reward and each episode's."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[float, float]] = []  # (logs["reward"], info[RAW_REWARD])
+        self.episodes: list[float] = []
+        self.ends: list[int] = []
+
+    def on_step_end(self, step: int, logs: dict[str, Any]) -> None:
+        self.steps.append((float(logs["reward"]), float(logs["info"][RAW_REWARD])))
+
+    def on_episode_end(self, episode: int, logs: dict[str, Any]) -> None:
+        self.episodes.append(logs["episode_reward"])
+        self.ends.append(len(self.steps))
+
+
+def test_training_loop_learns_clipped_and_reports_raw_scores() -> None:
+    """300 random steps of Space Invaders through the training loop: the replay memory
+    holds clipped rewards, the steps' logs and the episode rewards the raw scores."""
+    from rltrain import compat
+    from rltrain.agent import build_agent
+    from rltrain.envs import input_scale
+    from rltrain.loop import Callbacks, fit
+
+    keras = compat.load()
+    cfg = compose_config(["env=atari", "env.id=ALE/SpaceInvaders-v5", "agent.model=mlp",
+                          "agent.nb_steps_warmup=1000", "agent.policy.value_min=1.0",
+                          "agent.memory.limit=1000", "env.atari.max_num_frames_per_episode=400"])
+    validate(cfg)
+    env = make_env(cfg.env, 0, training=True)
+    try:
+        agent = build_agent(cfg.agent, env.observation_space.shape, int(env.action_space.n),
+                            input_scale=input_scale(env.observation_space))
+        recorder = _StepRecorder()
+        fit(agent, env, 300, Callbacks([recorder], agent, env, {}), seed=0)
+    finally:
+        env.close()
+        keras.backend.clear_session()
+    reported = [r for r, _ in recorder.steps]
+    assert reported == [raw for _, raw in recorder.steps] and max(reported) > 1
+    starts = [0, *recorder.ends[:-1]]
+    assert len(recorder.episodes) >= 2
+    assert recorder.episodes == [sum(reported[a:b]) for a, b in zip(starts, recorder.ends,
+                                                                     strict=True)]
+    learned = agent.memory.rewards[:agent.memory.nb_entries]
+    assert set(learned.tolist()) <= {-1.0, 0.0, 1.0} and learned.max() == 1.0
+
+
 class _Grab:
     """A callback that keeps the agent it is given (keras-rl2's set_model)."""
 

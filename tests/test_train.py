@@ -166,8 +166,9 @@ def test_keep_best_delivers_best_evaluated_weights(tiny, workdir: Path) -> None:
 
     from rltrain import compat
     from rltrain.agent import build_agent
+    from rltrain.envs import make_env
     from rltrain.loop import run_episodes
-    from rltrain.train import EVAL_SEED_OFFSET, make_env
+    from rltrain.train import EVAL_SEED_OFFSET
 
     cfg = tiny("train.nb_steps=1500", "train.eval_interval=150", "train.eval_episodes=3",
                "train.test_episodes=4", "train.checkpoint_interval=0", "seed=2")
@@ -179,7 +180,7 @@ def test_keep_best_delivers_best_evaluated_weights(tiny, workdir: Path) -> None:
     assert (Path("kept") / "final_weights.h5").exists()
 
     keras = compat.load()
-    env = make_env(cfg.env.id, 0)
+    env = make_env(cfg.env, 0)
     agent = build_agent(cfg.agent, env.observation_space.shape, int(env.action_space.n))
     agent.load_weights(str(result.weights_path))  # the delivered agent scores as evaluated
     again = run_episodes(agent, env, 3, cfg.seed + EVAL_SEED_OFFSET)

@@ -9,13 +9,29 @@ from omegaconf import DictConfig
 from rltrain import compat
 
 
-def build_model(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int) -> Any:
-    """The tutorial's network: Flatten, ``layers`` x Dense(``units``), linear Q outputs."""
+def build_model(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int,
+                input_scale: float = 1.0) -> Any:
+    """The Q-network for states of ``window_length`` observations.
+
+    With ``model.filters`` empty, the tutorial's: Flatten, ``layers`` x Dense(``units``),
+    linear Q outputs. Otherwise (frames ``(window, h, w)``), keras-rl's Atari network:
+    the window becomes the channels, then one Conv2D per entry of ``filters``/
+    ``kernel_size``/``strides``, Flatten and the same Dense head. ``input_scale`` != 1
+    (1/255 for uint8 frames) rescales the input inside the model.
+    """
     keras = compat.load()
-    window = cfg.memory.window_length
-    layers = [keras.layers.Flatten(input_shape=(window, *obs_shape))]
-    layers += [keras.layers.Dense(cfg.model.units, activation=cfg.model.activation)
-               for _ in range(cfg.model.layers)]
+    m = cfg.model
+    layers: list[Any] = [keras.layers.InputLayer(input_shape=(cfg.memory.window_length,
+                                                              *obs_shape))]
+    if m.filters:
+        layers.append(keras.layers.Permute((2, 3, 1)))  # (window, h, w) -> (h, w, window)
+    if input_scale != 1.0:
+        layers.append(keras.layers.Rescaling(input_scale))
+    layers += [keras.layers.Conv2D(filters, kernel, strides=stride, activation=m.activation)
+               for filters, kernel, stride in zip(m.filters, m.kernel_size, m.strides,
+                                                  strict=True)]
+    layers.append(keras.layers.Flatten())
+    layers += [keras.layers.Dense(m.units, activation=m.activation) for _ in range(m.layers)]
     layers.append(keras.layers.Dense(nb_actions, activation="linear"))
     return keras.Sequential(layers)
 
@@ -65,15 +81,16 @@ def dqn_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int,
-                seed: int = 0) -> Any:
+                seed: int = 0, input_scale: float = 1.0) -> Any:
     """A compiled DQN agent for the ``agent`` config.
 
     ``cfg.impl`` picks the implementation: ``fast`` (FastDQNAgent + FastSequentialMemory,
     the same algorithm with one session call per training step, drawing from its own
     random streams seeded with ``seed``) or ``keras-rl`` (stock DQNAgent +
     SequentialMemory, drawing from the global ``random`` and ``numpy.random``).
+    ``input_scale`` multiplies observations inside the model (``rltrain.envs.input_scale``).
     """
-    model = build_model(cfg, obs_shape, nb_actions)
+    model = build_model(cfg, obs_shape, nb_actions, input_scale)
     if cfg.impl == "fast":
         from rltrain.fast import FastDQNAgent, FastSequentialMemory, Streams
 

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rltrain.secrets import mask_url
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+PREPROCESSING = ("none", "atari")
 ACTIVATIONS = ("relu", "tanh", "elu", "selu", "gelu", "swish", "sigmoid", "softplus", "linear")
 
 
@@ -35,6 +36,7 @@ class AtariConfig:
     screen_size: int = 84
     terminal_on_life_loss: bool = False
     clip_rewards: bool = True
+    max_num_frames_per_episode: int = 108000  # ALE's episode cap in frames (v5's default)
 
 
 @dataclass
@@ -47,6 +49,9 @@ class EnvConfig:
 
 @dataclass
 class ModelConfig:
+    filters: list[int] = field(default_factory=list)  # Conv2D stack; empty: none (mlp)
+    kernel_size: list[int] = field(default_factory=list)
+    strides: list[int] = field(default_factory=list)
     units: int = 16
     layers: int = 3
     activation: str = "relu"
@@ -128,9 +133,10 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
     they were added (``+key=...``, ``++key=...``, an experiment file).
     """
     conf_dir = str((config_dir or DEFAULT_CONF_DIR).resolve())
+    overrides = [_nested_group(o, Path(conf_dir)) for o in overrides]
     try:
         with initialize_config_dir(version_base="1.3", config_dir=conf_dir, job_name="sweep"):
-            cfg = compose(config_name=config_name, overrides=list(overrides))
+            cfg = compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_one_line(err)) from err
     schema = schema or (Config if config_name == "config" else None)
@@ -141,6 +147,18 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
             raise ConfigError(f"{written[0] if written else unknown[0]}: {unknown[0]} is not a "
                               "key of the config schema ('+' cannot add one)")
     return cfg
+
+
+def _nested_group(override: str, conf_dir: Path) -> str:
+    """``agent.model=conv`` -> ``agent/model=conv`` (Hydra's spelling of a nested group
+    choice) when ``conf/agent/model/conv.yaml`` exists; any other override as it is."""
+    key, sep, value = override.partition("=")
+    if not sep or key.startswith(("+", "~")) or "." not in key:
+        return override
+    group = conf_dir.joinpath(*key.split("."))
+    if group.is_dir() and (group / f"{value}.yaml").is_file():
+        return f"{key.replace('.', '/')}={value}"
+    return override
 
 
 def unknown_keys(data: dict[str, Any], schema: type, prefix: str = "") -> list[str]:
@@ -220,10 +238,52 @@ def validate(cfg: DictConfig) -> None:
         ("tracking.experiment", cfg.tracking.experiment, bool(cfg.tracking.experiment.strip()),
          "must not be empty"),
     ]
-    for key, value, ok, why in checks:
+    for key, value, ok, why in checks + env_checks(cfg.env) + model_checks(cfg):
         if not ok:
             raise ConfigError(f"{key}={value}: {why}")
-    check_env(cfg.env.id)
+    check_env(cfg.env)
+
+
+def model_checks(cfg: DictConfig) -> list[tuple[str, Any, bool, str]]:
+    """The conv stack: three lists of one length, positive sizes, frames large enough."""
+    m = cfg.agent.model
+    filters, kernels, strides = list(m.filters), list(m.kernel_size), list(m.strides)
+    atari = cfg.env.preprocessing == "atari"
+    side = conv_output_side(cfg.env.atari.screen_size, kernels, strides)
+    return [
+        ("agent.model.filters", filters, all(f >= 1 for f in filters), "must all be >= 1"),
+        ("agent.model.kernel_size", kernels, len(kernels) == len(filters),
+         f"needs one entry per Conv2D layer (agent.model.filters has {len(filters)})"),
+        ("agent.model.strides", strides, len(strides) == len(filters),
+         f"needs one entry per Conv2D layer (agent.model.filters has {len(filters)})"),
+        ("agent.model.kernel_size", kernels, all(k >= 1 for k in kernels), "must all be >= 1"),
+        ("agent.model.strides", strides, all(s >= 1 for s in strides), "must all be >= 1"),
+        ("agent.model.filters", filters, not filters or atari,
+         "a Conv2D stack needs image frames: env.preprocessing=atari (or agent.model=mlp)"),
+        ("agent.model.kernel_size", kernels, not (filters and atari) or side >= 1,
+         f"leaves no pixels of env.atari.screen_size={cfg.env.atari.screen_size} frames"),
+    ]
+
+
+def conv_output_side(side: int, kernels: list[int], strides: list[int]) -> int:
+    """The frame side after 'valid' Conv2D layers (84, [8,4,3], [4,2,1] -> 7)."""
+    for kernel, stride in zip(kernels, strides, strict=False):
+        side = (side - kernel) // max(stride, 1) + 1 if side >= kernel else 0
+    return side
+
+
+def env_checks(env: DictConfig) -> list[tuple[str, Any, bool, str]]:
+    """``env.preprocessing`` and, for Atari, the ranges of ``env.atari``."""
+    a = env.atari
+    return [
+        ("env.preprocessing", env.preprocessing, env.preprocessing in PREPROCESSING,
+         f"must be one of {', '.join(PREPROCESSING)}"),
+        ("env.atari.frame_skip", a.frame_skip, a.frame_skip >= 1, "must be >= 1"),
+        ("env.atari.noop_max", a.noop_max, a.noop_max >= 0, "must be >= 0"),
+        ("env.atari.screen_size", a.screen_size, a.screen_size >= 8, "must be >= 8"),
+        ("env.atari.max_num_frames_per_episode", a.max_num_frames_per_episode,
+         a.max_num_frames_per_episode >= 0, "must be >= 0 (0: no cap)"),
+    ]
 
 
 def min_warmup(cfg: DictConfig) -> int:
@@ -239,30 +299,44 @@ def min_warmup(cfg: DictConfig) -> int:
     return max(0, (-(-needed_step // interval) - 1) * interval)
 
 
-def check_env(env_id: str) -> None:
-    """The env must be registered in gymnasium and have a discrete action space."""
+def check_env(env: DictConfig) -> None:
+    """The env must be registered in gymnasium, have a discrete action space, and be an
+    Atari (ALE) env exactly when ``env.preprocessing=atari``."""
     import gymnasium as gym
 
+    from rltrain.envs import is_ale, register_ale
+
+    env_id = env.id
+    register_ale(env_id)
     if env_id not in gym.envs.registry:
         raise ConfigError(f"env.id={env_id}: not a registered gymnasium environment")
+    if env.preprocessing == "atari" and not is_ale(env_id):
+        raise ConfigError(f"env.id={env_id}: env.preprocessing=atari needs an Atari env "
+                          "(ALE/<Game>-v5, e.g. ALE/Pong-v5)")
+    if env.preprocessing == "none" and is_ale(env_id):
+        raise ConfigError(f"env.id={env_id}: an Atari env needs env.preprocessing=atari "
+                          f"(python -m sweep train env=atari env.id={env_id})")
     try:
-        env = gym.make(env_id)
+        made = gym.make(env_id)
     except Exception as err:  # missing extras (box2d, atari ...) surface here
         raise ConfigError(f"env.id={env_id}: cannot be created ({err})") from err
     try:
-        if not isinstance(env.action_space, gym.spaces.Discrete):
+        if not isinstance(made.action_space, gym.spaces.Discrete):
             raise ConfigError(f"env.id={env_id}: DQN needs a discrete action space, "
-                              f"this one is {type(env.action_space).__name__}")
+                              f"this one is {type(made.action_space).__name__}")
     finally:
-        env.close()
+        made.close()
 
 
 def reward_threshold(env: DictConfig) -> float:
     """The solve threshold: ``env.reward_threshold``, else the env spec's, else NaN."""
     import gymnasium as gym
 
+    from rltrain.envs import register_ale
+
     value = env.reward_threshold
     if value is None:
+        register_ale(env.id)
         value = gym.spec(env.id).reward_threshold
     return math.nan if value is None else float(value)
 

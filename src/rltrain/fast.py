@@ -7,8 +7,9 @@ dueling, gamma, batch size, train interval). What changes is how it is called:
 - one TensorFlow session call per training step computes the targets, the loss and the
   metrics, applies Adam and the soft target update, and returns the updated weights;
 - actions come from a numpy forward pass over those weights (no session call);
-- ``FastSequentialMemory`` keeps transitions in preallocated numpy arrays and gathers a
-  batch with fancy indexing, drawing indices with the same random calls as keras-rl2.
+- ``FastSequentialMemory`` keeps transitions in preallocated numpy arrays (uint8 frames
+  stay uint8, anything else is float32) and gathers a batch with fancy indexing, drawing
+  indices with the same random calls as keras-rl2.
 
 The memory also records time-limit truncation apart from termination:
 with ``bootstrap_on_truncation=True`` a truncated episode bootstraps from its last
@@ -79,6 +80,9 @@ class OwnEpsGreedyQPolicy(EpsGreedyQPolicy):
 class FastSequentialMemory(Memory):
     """``SequentialMemory`` on preallocated ring arrays, with vectorised sampling.
 
+    Observations are stored in their own dtype when it is uint8 (Atari frames: 7 KB
+    each), else as float32.
+
     Same semantics as keras-rl2's (limit, window_length, episode boundaries, the first
     stored state never sampled, transitions after a terminal resampled), same random
     calls (on the agent's own ``streams``), plus a ``truncated`` flag per transition.
@@ -100,6 +104,14 @@ class FastSequentialMemory(Memory):
     def nb_entries(self) -> int:
         return self._size
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the preallocated arrays (observations once the first one is stored)."""
+        arrays = [self.actions, self.rewards, self.terminals, self.truncations]
+        if self.observations is not None:
+            arrays.append(self.observations)
+        return sum(a.nbytes for a in arrays)
+
     def append(self, observation: Any, action: int, reward: float, terminal: bool,
                training: bool = True, truncated: bool = False) -> None:
         """Store a transition; ``terminal`` as keras-rl2, ``truncated``: time limit hit."""
@@ -107,8 +119,9 @@ class FastSequentialMemory(Memory):
         if not training:
             return
         if self.observations is None:
-            shape = np.shape(observation)
-            self.observations = np.zeros((self.limit, *shape), dtype=np.float32)
+            observation = np.asarray(observation)
+            dtype = observation.dtype if observation.dtype == np.uint8 else np.float32
+            self.observations = np.zeros((self.limit, *observation.shape), dtype=dtype)
         if self._size < self.limit:
             slot = (self._start + self._size) % self.limit
             self._size += 1
@@ -206,8 +219,11 @@ class FastDQNAgent(DQNAgent):
 
         keras = compat.load()
         self.target_model = clone_model(self.model, self.custom_model_objects)
-        self._dense = [layer for layer in self.model.layers
-                       if isinstance(layer, keras.layers.Dense)]
+        self._numpy_forward = self._supports_numpy_forward(keras)
+        # The numpy forward needs the Dense weights after each step; other models (conv)
+        # act through the session instead, and the step returns only its metrics.
+        self._dense = [layer for layer in self.model.layers if self._numpy_forward
+                       and isinstance(layer, keras.layers.Dense)]
         online_vars = [v for layer in self._dense for v in (layer.kernel, layer.bias)]
 
         state_shape = tuple(self.model.input.shape[1:])
@@ -260,7 +276,6 @@ class FastDQNAgent(DQNAgent):
         bounds = np.cumsum([0, *(int(np.prod(v.shape)) for v in online_vars)])
         self._slices = [(slice(3 + lo, 3 + hi), tuple(v.shape))
                         for lo, hi, v in zip(bounds[:-1], bounds[1:], online_vars, strict=True)]
-        self._numpy_forward = self._supports_numpy_forward(keras)
         if not self._numpy_forward:  # any other Keras model: one session call per action
             self._predict = compat.session_callable(session, self.model.output,
                                                     self.model.input)
@@ -292,7 +307,7 @@ class FastDQNAgent(DQNAgent):
 
     def sync_weights(self) -> None:
         """Refresh the numpy copy after the Keras model's weights were set from outside."""
-        self._set_weights(self.model.get_weights())
+        self._set_weights(self.model.get_weights() if self._dense else [])
 
     def load_weights(self, filepath: str) -> None:
         super().load_weights(filepath)

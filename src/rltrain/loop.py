@@ -4,6 +4,8 @@ keras-rl2's ``Agent.fit`` counts steps in ``np.int16`` and never ends for budget
 32,767 steps under numpy 2; this loop counts in Python ints and otherwise follows
 ``fit``/``test`` step for step (including the extra forward/backward at episode ends),
 so keras-rl2's callbacks (``FileLogger``, ``ModelIntervalCheckpoint``) work unchanged.
+The agent learns from the env's reward; episode rewards and logs report the raw one
+(``info[RAW_REWARD]``, when the training env clips rewards: Atari).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
+
+from rltrain.envs import RAW_REWARD
 
 
 class StopTraining(Exception):
@@ -151,6 +155,7 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
         for hook in callbacks.action_end:
             hook(action, {})
         metrics = backward(float(reward), terminated, truncated)
+        reward = info.get(RAW_REWARD, reward)  # the game's score, when training clips it
         episode_reward += float(reward)
         logs = {"action": action, "observation": observation, "reward": reward,
                 "metrics": metrics, "episode": episode, "info": info}

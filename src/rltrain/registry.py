@@ -28,20 +28,23 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from rltrain.config import Config
 from rltrain.tracking import RunNotFound, client_for, download_artifact, stored_run
 
 MODEL_PATH = "agent_model"  # the model's folder among the run's artifacts
 REQUIREMENTS = ("tensorflow", "tf-keras", "keras-rl2", "gymnasium", "omegaconf", "hydra-core",
-                "mlflow", "numpy", "pandas", "h5py")
+                "mlflow", "numpy", "pandas", "h5py", "ale-py", "opencv-python-headless")
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/]+)|@(?P<alias>.+))$")
 
 
 class QNetworkModel(mlflow.pyfunc.PythonModel):
     """The agent's Q-network: observations in (one row each), Q-values and action out."""
 
-    def __init__(self, obs_shape: tuple[int, ...] = (), nb_actions: int = 0) -> None:
+    def __init__(self, obs_shape: tuple[int, ...] = (), nb_actions: int = 0,
+                 input_scale: float = 1.0) -> None:
         self.obs_shape = tuple(obs_shape)
         self.nb_actions = int(nb_actions)
+        self.input_scale = float(input_scale)  # 1/255 for uint8 frames (scaled in the model)
         self._agent: Any = None
         self._window = 1
 
@@ -49,6 +52,7 @@ class QNetworkModel(mlflow.pyfunc.PythonModel):
         """Shapes from the model's ``model_config``, then the agent from its artifacts."""
         self.obs_shape = tuple(context.model_config["obs_shape"])
         self.nb_actions = int(context.model_config["nb_actions"])
+        self.input_scale = float(context.model_config.get("input_scale", 1.0))
         self.load(Path(context.artifacts["config"]), Path(context.artifacts["weights"]))
 
     def load(self, config: Path, weights: Path) -> None:
@@ -56,10 +60,12 @@ class QNetworkModel(mlflow.pyfunc.PythonModel):
         from rltrain import compat
         from rltrain.agent import build_agent
 
-        cfg = OmegaConf.load(config)
+        # On today's schema: a config saved before a key existed gets its default.
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(config))
         compat.load(threads=int(OmegaConf.select(cfg, "train.threads", default=1)))
         self._window = int(cfg.agent.memory.window_length)
-        agent = build_agent(cfg.agent, self.obs_shape, self.nb_actions)
+        agent = build_agent(cfg.agent, self.obs_shape, self.nb_actions,
+                            input_scale=self.input_scale)
         agent.load_weights(str(weights))
         agent.training = False
         self._agent = agent
@@ -96,21 +102,23 @@ def _requirements() -> list[str]:
     return pins
 
 
-def _spaces(cfg: DictConfig) -> tuple[tuple[int, ...], int]:
-    import gymnasium as gym
+def _spaces(cfg: DictConfig) -> tuple[tuple[int, ...], int, float]:
+    """The agent's observation shape, number of actions and input scale."""
+    from rltrain.envs import input_scale, make_env
 
-    env = gym.make(cfg.env.id)
+    env = make_env(cfg.env, 0)
     try:
-        return tuple(env.observation_space.shape), int(env.action_space.n)
+        space = env.observation_space
+        return tuple(space.shape), int(env.action_space.n), input_scale(space)
     finally:
         env.close()
 
 
 def _example(cfg: DictConfig, width: int) -> np.ndarray:
     """Three start observations of the env (a window repeats its first observation)."""
-    import gymnasium as gym
+    from rltrain.envs import make_env
 
-    env = gym.make(cfg.env.id)
+    env = make_env(cfg.env, 0)
     try:
         starts = [np.ravel(env.reset(seed=seed)[0]) for seed in range(3)]
     finally:
@@ -122,9 +130,9 @@ def save_run_model(config: Path, weights: Path, folder: Path) -> Path:
     """Save the pyfunc model of one run's files in ``folder``; return its path."""
     from mlflow.models import infer_signature
 
-    cfg = OmegaConf.load(config)
-    obs_shape, nb_actions = _spaces(cfg)
-    model = QNetworkModel(obs_shape, nb_actions)
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(config))
+    obs_shape, nb_actions, scale = _spaces(cfg)
+    model = QNetworkModel(obs_shape, nb_actions, scale)
     model.load(config, weights)
     example = _example(cfg, model.width)
     with warnings.catch_warnings():  # "integer column(s)": the action is never missing
@@ -137,7 +145,8 @@ def save_run_model(config: Path, weights: Path, folder: Path) -> Path:
     try:
         mlflow.pyfunc.save_model(
             str(path), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-            model_config={"obs_shape": list(obs_shape), "nb_actions": nb_actions},
+            model_config={"obs_shape": list(obs_shape), "nb_actions": nb_actions,
+                          "input_scale": scale},
             artifacts={"config": str(config), "weights": str(weights)},
             signature=signature, input_example=example, pip_requirements=_requirements())
     finally:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from rltrain import compat
 from rltrain.config import validate
+from rltrain.envs import input_scale, make_env
 from rltrain.loop import run_episodes
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes start from seeds the training env never uses
@@ -72,15 +73,6 @@ def seed_everything(seed: int) -> None:
     tf.compat.v1.set_random_seed(seed)
 
 
-def make_env(env_id: str, seed: int) -> Any:
-    """A gymnasium env whose action space is seeded (its dynamics are seeded on reset)."""
-    import gymnasium as gym
-
-    env = gym.make(env_id, disable_env_checker=True)  # config validation already made one
-    env.action_space.seed(seed)
-    return env
-
-
 class Learner:
     """One agent, built from ``cfg`` in its own TensorFlow graph and session, with its envs,
     callbacks and result.
@@ -101,13 +93,14 @@ class Learner:
         self.cfg = cfg
         output_dir.mkdir(parents=True, exist_ok=True)
         self.result = TrainResult(output_dir=output_dir)
-        self.env = make_env(cfg.env.id, cfg.seed)
-        self.eval_env = make_env(cfg.env.id, cfg.seed + EVAL_SEED_OFFSET)
+        self.env = make_env(cfg.env, cfg.seed, training=True)
+        self.eval_env = make_env(cfg.env, cfg.seed + EVAL_SEED_OFFSET)
         self.graph = tf.Graph()
         with self.graph.as_default():
             seed_everything(cfg.seed)
             self.agent = build_agent(cfg.agent, self.env.observation_space.shape,
-                                     int(self.env.action_space.n), seed=cfg.seed)
+                                     int(self.env.action_space.n), seed=cfg.seed,
+                                     input_scale=input_scale(self.env.observation_space))
             self.session = tf.compat.v1.keras.backend.get_session()  # Keras made it for the graph
         # Building consumes Python's global stream (tf-keras does): seed again, so stock
         # keras-rl2 starts training from the same draws as the fast agent's own streams.

@@ -9,16 +9,22 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rltrain import compat
+from rltrain.envs import input_scale, make_env
 from rltrain.train import TEST_SEED_OFFSET, seed_everything
 
 
 def record_gif(cfg: DictConfig, weights: Path, path: Path, episodes: int = 1,
-               fps: int = 30, width: int = 300) -> tuple[Path, list[float], int]:
-    """Load ``weights`` into the agent ``cfg`` describes, play ``episodes`` greedy episodes
+               fps: int | None = None, width: int = 300) -> tuple[Path, list[float], int]:
+    """Load ``weights`` into the agent ``cfg`` describes, play ``episodes`` test episodes
     with ``rgb_array`` rendering and write them to ``path``; return (path, rewards, frames).
+
+    The GIF shows what ``render()`` gives: the game's own colour frames (Atari: one per
+    agent step, i.e. every ``frame_skip``-th frame), not the agent's preprocessed input.
+    ``fps`` None: 30, or for Atari the game's own speed (60 / ``frame_skip``).
     """
+    if fps is None:
+        fps = max(1, 60 // cfg.env.atari.frame_skip) if cfg.env.preprocessing == "atari" else 30
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders with no display
-    import gymnasium as gym
     from PIL import Image
 
     from rltrain.agent import build_agent
@@ -27,9 +33,10 @@ def record_gif(cfg: DictConfig, weights: Path, path: Path, episodes: int = 1,
     keras = compat.load(threads=cfg.train.threads)
     keras.backend.clear_session()
     seed_everything(cfg.seed)
-    env = gym.make(cfg.env.id, render_mode="rgb_array")
+    env = make_env(cfg.env, cfg.seed + TEST_SEED_OFFSET, render=True)
     try:
-        agent = build_agent(cfg.agent, env.observation_space.shape, int(env.action_space.n))
+        agent = build_agent(cfg.agent, env.observation_space.shape, int(env.action_space.n),
+                            input_scale=input_scale(env.observation_space))
         agent.load_weights(str(weights))
         frames: list[np.ndarray] = []
         rewards = run_episodes(agent, env, episodes, cfg.seed + TEST_SEED_OFFSET, frames=frames)

@@ -7,6 +7,7 @@ neither TensorFlow nor MLflow and creates no files, so bad input costs a second,
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import math
 import re
@@ -133,8 +134,11 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
 
     entries = OmegaConf.to_container(cfg.search, resolve=True)
     space = space_.build(entries, trial_args, kind_of_for)  # type: ignore[arg-type]
+    env = env_group(list(space.fixed.values()), conf)
+    if env == env_group([], conf):  # env=cartpole is the default: the same study as without
+        space.fixed.pop("env", None)
     if not settings.study_name:
-        settings.study_name = f"{STUDY_PREFIX}{env_group(list(space.fixed.values()), conf)}"
+        settings.study_name = f"{STUDY_PREFIX}{env}"
     check_settings(settings)
     check_seed(space)
     base = bases.setdefault(tuple(space.fixed.values()),
@@ -156,14 +160,19 @@ def study_keys(args: Sequence[str]) -> list[str]:
 
 
 def env_group(overrides: Sequence[str], conf_dir: Path) -> str:
-    """The env group a training config composed with these overrides uses (sweeps and
-    deletions are left out)."""
-    plain = [o for o in overrides if not o.startswith("~")
-             and not space_.parse(o).is_sweep_override()]
+    """The env group a training config composed with these overrides uses: ``env=NAME``, an
+    experiment's ``override /env: NAME``, else conf/config.yaml's default."""
+    choices = tuple(o for o in overrides if "." not in o.split("=", 1)[0]
+                    and not o.startswith("~") and not space_.parse(o).is_sweep_override())
+    return _env_choice(choices, conf_dir.resolve())
+
+
+@functools.lru_cache(maxsize=64)
+def _env_choice(choices: tuple[str, ...], conf_dir: Path) -> str:
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir.resolve()),
+        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir),
                                    job_name="sweep"):
-            cfg = compose(config_name="config", overrides=plain, return_hydra_config=True)
+            cfg = compose(config_name="config", overrides=list(choices), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(str(err).strip().splitlines()[0]) from err
     return str(cfg.hydra.runtime.choices.get("env") or "")

@@ -32,7 +32,6 @@ PRUNERS = ("median", "hyperband", "threshold", "wilcoxon", "none")
 METRICS = ("eval/mean_reward", "test/mean_reward")
 DIRECTIONS = ("maximize", "minimize")
 SETTINGS_GROUPS = ("sweep", "search")  # the multirun config's own groups, not the trial's
-STUDY_KEYS = (*SETTINGS_GROUPS, "env")  # what names a study (best, reproduce best ... use them)
 DEFAULT_SEARCH = "default"  # search=default: the env group's own space, conf/search/<env>.yaml
 STUDY_PREFIX = "dqn-"  # an empty sweep.study_name: dqn-<env group>
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -156,7 +155,9 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
 
 def study_keys(args: Sequence[str]) -> list[str]:
     """What names a study on a multirun line: ``sweep.*``, ``search=`` and ``env=``."""
-    return [a for a in args if a.lstrip("+~").split("=", 1)[0].split(".", 1)[0] in STUDY_KEYS]
+    keys = [a.lstrip("+~").split("=", 1)[0] for a in args]
+    return [a for a, key in zip(args, keys, strict=True)
+            if key.startswith("sweep.") or key in ("search", "env")]
 
 
 def env_group(overrides: Sequence[str], conf_dir: Path) -> str:

@@ -1,4 +1,5 @@
-"""``python -m sweep best [sweep.study_name=NAME] [--json] [export=NAME]``: a study's winner.
+"""``python -m sweep best [sweep.study_name=NAME|env=GROUP] [--json] [export=NAME]``: a study's
+winner (no ``sweep.study_name``: the study ``dqn-<env group>``, as multirun names it).
 
 Prints the best trial (value, number, MLflow run id, sampled values) and the command that
 trains its config again. ``export=NAME`` writes that config as a Hydra experiment file,
@@ -39,13 +40,14 @@ class BestTrial:
 
 
 def load_existing_study(sweep_args: list[str]) -> Any:
-    """Load the study ``sweep.*`` names, without creating anything; ConfigError if absent."""
+    """Load the study ``sweep.*``, ``env=`` and ``search=`` name, without creating anything;
+    ConfigError if absent."""
     import optuna
 
-    from sweep.settings import plan
+    from sweep.settings import plan, study_keys
     from sweep.storage import check_storage, open_storage
 
-    p = plan([a for a in sweep_args if a.startswith("sweep.")])
+    p = plan(study_keys(sweep_args))
     name = p.settings.study_name
     where = mask_url(p.storage)
     if "://" not in p.storage and not Path(p.storage).exists():
@@ -115,12 +117,16 @@ def cmd_best(args: list[str]) -> int:
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
     exports = [a.split("=", 1)[1] for a in args if a.startswith("export=")]
-    unknown = [a for a in args if not a.startswith(("sweep.", "export="))]
+    from sweep.settings import study_keys
+
+    named = study_keys(args)
+    unknown = [a for a in args if a not in named and not a.startswith("export=")]
     if unknown:
-        raise ConfigError(f"{unknown[0]}: best takes sweep.KEY=VALUE, export=NAME and --json")
+        raise ConfigError(f"{unknown[0]}: best takes sweep.KEY=VALUE, env=GROUP, search=NAME, "
+                          "export=NAME and --json")
     for name in exports:
         check_export_name(name)
-    best = best_trial([a for a in args if a.startswith("sweep.")])
+    best = best_trial(named)
     path = export(best, exports[-1]) if exports else None
     if as_json:
         print(json.dumps({**asdict(best), "command": best.command,

@@ -23,6 +23,7 @@ STUDY_OPTIONS = {"best": ("export",), "reproduce": (),
                  "evaluate": ("seeds", "jobs", "threshold", "first"), "watch": ("episodes",),
                  "register": ("name",)}
 LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
+STUDY = ("env", "search")  # with sweep.*: what names a study (no sweep.study_name: dqn-<env>)
 DATABASES = ("postgresql", "postgres", "mysql", "mssql", "oracle")  # sqlite: a local file
 
 
@@ -56,7 +57,8 @@ DESCRIPTIONS = {
               "sweep.storage=postgresql://USER@HOST/DB.",
     "best": "The winner of a study (the recheck's, else the best objective) and the command "
             "that trains it again. Takes the line of the multirun that made the study: uses "
-            "sweep.*, ignores the rest.",
+            "sweep.* and env=/search= (without sweep.study_name the study is dqn-<env group>: "
+            "env=acrobot finds dqn-acrobot), ignores the rest.",
     "reproduce": "Retrain a recorded run with its config and seed; says match or mismatch.",
     "evaluate": "Retrain a run's config on N fresh seeds: the delivered agents' test, mean "
                 "and IQM with 95% intervals, solved seeds.",
@@ -69,22 +71,42 @@ DESCRIPTIONS = {
 EPILOGS = {
     "train": "examples:\n  python -m sweep agent.model.units=64 train.nb_steps=2000\n"
              "  python -m sweep +experiment=tutorial_v0\n  python -m sweep --cfg job",
-    "multirun": "examples:\n  python -m sweep multirun sweep.n_trials=10 "
+    "multirun": "the search space: search=NAME, else the env group's conf/search/<env>.yaml;\n"
+                "the study: sweep.study_name=NAME, else dqn-<env group> (dqn-cartpole, "
+                "dqn-acrobot ...)\n"
+                "examples:\n  python -m sweep multirun sweep.n_trials=10 "
                 "'agent.lr=tag(log,interval(1e-4,1e-2))'\n"
+                "  python -m sweep multirun env=acrobot             # study dqn-acrobot, "
+                "conf/search/acrobot.yaml\n"
                 "  python -m sweep multirun search=default --cfg job",
     "worker": "example:\n  python -m sweep worker sweep.storage=postgresql://sweep@DBHOST/optuna "
               "sweep.study_name=big",
-    "best": "examples:\n  python -m sweep best --json\n  python -m sweep best export=cartpole_best "
+    "best": "examples:\n  python -m sweep best --json\n  python -m sweep best env=acrobot"
+            "                   # study dqn-acrobot\n"
+            "  python -m sweep best export=cartpole_best "
             "&& python -m sweep +experiment=cartpole_best",
-    "reproduce": "examples:\n  python -m sweep reproduce best sweep.study_name=NAME\n"
+    "reproduce": "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
+                 "(env=acrobot: dqn-acrobot)\n"
+                 "examples:\n  python -m sweep reproduce best sweep.study_name=NAME\n"
+                 "  python -m sweep reproduce best env=acrobot\n"
                  "  python -m sweep reproduce 0123abcd...",
     "evaluate": "options (key=value):\n  seeds=N (5)  jobs=N (2)  threshold=X (the env's "
                 "reward_threshold)  first=I (start at the I-th fresh seed)\n"
-                "example:\n  python -m sweep evaluate best seeds=10",
-    "watch": "options (key=value):\n  episodes=N (1)\nexample:\n  python -m sweep watch RUN_ID\n"
-             "  python -m sweep watch models:/dqn-cartpole/latest",
-    "register": "options (key=value):\n  name=NAME (the study's name)\nexample:\n"
-                "  python -m sweep register best",
+                "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
+                "(env=acrobot: dqn-acrobot)\n"
+                "examples:\n  python -m sweep evaluate best seeds=10\n"
+                "  python -m sweep evaluate best env=acrobot seeds=5",
+    "watch": "options (key=value):\n  episodes=N (1)\n"
+             "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
+             "(env=acrobot: dqn-acrobot)\n"
+             "examples:\n  python -m sweep watch RUN_ID\n"
+             "  python -m sweep watch best env=acrobot\n"
+             "  python -m sweep watch models:/dqn-acrobot/latest",
+    "register": "options (key=value):\n  name=NAME (the study's name)\n"
+                "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
+                "(env=acrobot: dqn-acrobot)\n"
+                "examples:\n  python -m sweep register best\n"
+                "  python -m sweep register best env=acrobot",
     "ui": "examples:\n  python -m sweep ui\n  python -m sweep ui --port 5001",
 }
 OVERRIDES_HELP = {
@@ -92,11 +114,13 @@ OVERRIDES_HELP = {
     "multirun": "sweep.KEY=VALUE, search=NAME, sweep expressions (key=choice(...)), "
                 "fixed key=value",
     "worker": "the same line as the study's multirun",
-    "best": "export=NAME, and the study's settings (the multirun's line: sweep.* is used)",
-    "reproduce": "sweep.* to find 'best'; tracking.uri/experiment, train.progress/threads",
-    "evaluate": "seeds=N jobs=N threshold=X; sweep.*, tracking.*, as reproduce",
-    "watch": "episodes=N; tracking.uri/experiment",
-    "register": "name=NAME; sweep.*, tracking.*, as reproduce",
+    "best": "export=NAME, and the study's settings (the multirun's line: sweep.*, env=, "
+            "search= are used)",
+    "reproduce": "sweep.*, env=, search= to find 'best'; tracking.uri/experiment, "
+                 "train.progress/threads",
+    "evaluate": "seeds=N jobs=N threshold=X; sweep.*, env=, search=, tracking.*, as reproduce",
+    "watch": "episodes=N; sweep.*, env=, search= to find 'best'; tracking.uri/experiment",
+    "register": "name=NAME; sweep.*, env=, search=, tracking.*, as reproduce",
     "ui": "tracking.uri=..., tracking.experiment=...",
 }
 
@@ -178,19 +202,21 @@ def refuse_sweeps(cmd: Command) -> None:
 
 def study_args(cmd: Command) -> list[str]:
     """What ``best``/``reproduce``/``evaluate``/``watch`` use of a copied multirun line: their
-    own options, ``sweep.*`` and the local tracking keys. The rest must still be a valid
+    own options, what names the study (``sweep.*``, ``env=``, ``search=``: ``env=acrobot``
+    finds ``dqn-acrobot``) and the local tracking keys. The rest must still be a valid
     multirun line; it is ignored with a note on stderr."""
     options = STUDY_OPTIONS[cmd.name]
     own = [o for o in cmd.overrides if "=" in o and o.split("=", 1)[0] in options]
     rest = [o for o in cmd.overrides if o not in own]
     local = () if cmd.name == "best" else LOCAL_KEYS
-    kept = [o for o in rest if key_of(o).startswith("sweep.") or key_of(o) in local]
+    kept = [o for o in rest if key_of(o).startswith("sweep.") or key_of(o) in (*STUDY, *local)]
     ignored = [o for o in rest if o not in kept]
     if ignored:
         from sweep.settings import plan
 
         plan(rest)  # an unknown key or a bad expression fails here as in multirun
-        uses = "sweep.*" if cmd.name == "best" else "sweep.*, tracking.* and train.progress/threads"
+        uses = "sweep.*, env=, search=" if cmd.name == "best" \
+            else "sweep.*, env=, search=, tracking.* and train.progress/threads"
         shown = mask_url(" ".join(shlex.quote(o) for o in ignored))
         print(f"note: {cmd.name} uses {uses}; ignored: {shown}", file=sys.stderr)
     return [*own, *kept]

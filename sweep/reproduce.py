@@ -67,18 +67,33 @@ def int_option(request: Request, key: str, default: int, minimum: int) -> int:
 
 
 def resolve(request: Request) -> tuple[str, DictConfig]:
-    """The run id (``best`` looks it up in the study) and the current tracking config."""
-    here = compose_config([o for o in request.overrides if not o.startswith("sweep.")])
+    """The run id (``best`` looks it up in the study: ``sweep.*``, ``env=``, ``search=`` name
+    it) and the current tracking config (``tracking.experiment`` empty unless given: a
+    retrained run goes to its original's experiment, keras-rl-acrobot for an acrobot run)."""
+    from sweep.settings import study_keys
+
+    named = study_keys(request.overrides)
+    here = compose_config([o for o in request.overrides if o not in named])
     run_id = request.target
     if run_id == "best":
         from sweep.best import best_trial
 
-        run_id = best_trial([o for o in request.overrides if o.startswith("sweep.")]).run_id
+        run_id = best_trial(named).run_id
+    here.tracking.experiment = given(request.overrides, "tracking.experiment", "")
     return run_id, here
 
 
+def given(overrides: list[str], key: str, default: str) -> str:
+    """The last ``key=value`` on the command line, else ``default``."""
+    values = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == key]
+    return values[-1] if values else default
+
+
 def recorded_config(run_id: str, here: DictConfig, folder: Path) -> DictConfig:
-    """The run's composed config from its ``config.yaml``, checked against today's schema."""
+    """The run's composed config from its ``config.yaml``, checked against today's schema.
+
+    ``here`` (where the user is now) gives ``tracking.uri`` and ``train.progress/threads``;
+    ``tracking.experiment`` too when given (empty: the run's own experiment)."""
     try:
         stored_run(here.tracking.uri, run_id)
         path = download_artifact(here.tracking.uri, run_id, "config.yaml", folder)
@@ -86,7 +101,9 @@ def recorded_config(run_id: str, here: DictConfig, folder: Path) -> DictConfig:
         raise ConfigError(str(err)) from err
     cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
     for key in LOCAL_KEYS:  # the saved tracking uri is masked; use where we are now
-        OmegaConf.update(cfg, key, OmegaConf.select(here, key))
+        value = OmegaConf.select(here, key)
+        if key != "tracking.experiment" or value:
+            OmegaConf.update(cfg, key, value)
     cfg.output_dir = ""
     validate(cfg)
     return cfg

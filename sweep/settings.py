@@ -7,6 +7,7 @@ neither TensorFlow nor MLflow and creates no files, so bad input costs a second,
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import math
 import re
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -29,6 +32,8 @@ PRUNERS = ("median", "hyperband", "threshold", "wilcoxon", "none")
 METRICS = ("eval/mean_reward", "test/mean_reward")
 DIRECTIONS = ("maximize", "minimize")
 SETTINGS_GROUPS = ("sweep", "search")  # the multirun config's own groups, not the trial's
+DEFAULT_SEARCH = "default"  # search=default: the env group's own space, conf/search/<env>.yaml
+STUDY_PREFIX = "dqn-"  # an empty sweep.study_name: dqn-<env group>
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _ABSENT = object()
 
@@ -37,7 +42,7 @@ _ABSENT = object()
 class SweepSettings:
     """``sweep.*``: the Optuna study and how it runs (see conf/sweep/default.yaml)."""
 
-    study_name: str = "dqn-cartpole"
+    study_name: str = ""  # empty: dqn-<env group>
     storage: str = ""
     dir: str = "multirun"
     n_trials: int = 16
@@ -108,12 +113,18 @@ def split(args: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
-    """Compose and check a ``multirun`` command line; ConfigError (one line) if anything is off."""
+    """Compose and check a ``multirun`` command line; ConfigError (one line) if anything is off.
+
+    No ``search=`` (or ``search=default``): the chosen env group's own space,
+    ``conf/search/<env>.yaml``. An empty ``sweep.study_name``: ``dqn-<env group>``.
+    """
     own, trial_args = split(args)
+    conf = conf_dir or DEFAULT_CONF_DIR
+    search_name = _search_name(own, trial_args, conf)
+    own = [a for a in own if not a.lstrip("+").startswith("search=")] + [f"search={search_name}"]
     cfg = compose_config(own, conf_dir, config_name="multirun", schema=MultirunConfig)
     settings: SweepSettings = OmegaConf.to_object(cfg.sweep)  # type: ignore[assignment]
-    check_settings(settings)
-    groups = _config_groups(conf_dir or DEFAULT_CONF_DIR)
+    groups = _config_groups(conf)
     bases: dict[tuple[str, ...], DictConfig] = {}
 
     def kind_of_for(fixed: list[str]):
@@ -122,6 +133,12 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
 
     entries = OmegaConf.to_container(cfg.search, resolve=True)
     space = space_.build(entries, trial_args, kind_of_for)  # type: ignore[arg-type]
+    env = env_group(list(space.fixed.values()), conf)
+    if env == env_group([], conf):  # env=cartpole is the default: the same study as without
+        space.fixed.pop("env", None)
+    if not settings.study_name:
+        settings.study_name = f"{STUDY_PREFIX}{env}"
+    check_settings(settings)
     check_seed(space)
     base = bases.setdefault(tuple(space.fixed.values()),
                             compose_config(list(space.fixed.values()), conf_dir))
@@ -129,16 +146,50 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
     check_values(base, space, groups, conf_dir)
     check_fit(settings, base, space)
     folder = Path(settings.dir) / settings.study_name
-    return Plan(settings=settings, space=space, search_name=_search_name(own),
+    return Plan(settings=settings, space=space, search_name=search_name,
                 folder=folder, storage=resolve_storage(settings.storage, folder),
                 tracking_uri=base.tracking.uri, experiment=base.tracking.experiment,
                 eval_interval=base.train.eval_interval, nb_steps=base.train.nb_steps,
                 args=list(args))
 
 
-def _search_name(own: Sequence[str]) -> str:
+def study_keys(args: Sequence[str]) -> list[str]:
+    """What names a study on a multirun line: ``sweep.*``, ``search=`` and ``env=``."""
+    keys = [a.lstrip("+~").split("=", 1)[0] for a in args]
+    return [a for a, key in zip(args, keys, strict=True)
+            if key.startswith("sweep.") or key in ("search", "env")]
+
+
+def env_group(overrides: Sequence[str], conf_dir: Path) -> str:
+    """The env group a training config composed with these overrides uses: ``env=NAME``, an
+    experiment's ``override /env: NAME``, else conf/config.yaml's default."""
+    choices = tuple(o for o in overrides if "." not in o.split("=", 1)[0]
+                    and not o.startswith("~") and not space_.parse(o).is_sweep_override())
+    return _env_choice(choices, conf_dir.resolve())
+
+
+@functools.lru_cache(maxsize=64)
+def _env_choice(choices: tuple[str, ...], conf_dir: Path) -> str:
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir),
+                                   job_name="sweep"):
+            cfg = compose(config_name="config", overrides=list(choices), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(str(err).strip().splitlines()[0]) from err
+    return str(cfg.hydra.runtime.choices.get("env") or "")
+
+
+def _search_name(own: Sequence[str], trial_args: Sequence[str], conf_dir: Path) -> str:
+    """``search=NAME`` as given, else (or ``default``) the env group's ``conf/search/<env>``."""
     names = [a.split("=", 1)[1] for a in own if a.lstrip("+").startswith("search=")]
-    return names[-1] if names else "default"
+    if names and names[-1] != DEFAULT_SEARCH:
+        return names[-1]
+    env = env_group(trial_args, conf_dir)
+    if not (conf_dir / "search" / f"{env}.yaml").is_file():
+        raise ConfigError(f"search={DEFAULT_SEARCH}: env={env} has no default search space "
+                          f"(conf/search/{env}.yaml); give one with search=NAME "
+                          "(python -m sweep multirun --info searches)")
+    return env
 
 
 def _config_groups(conf_dir: Path) -> set[str]:

@@ -48,8 +48,8 @@ def test_best_names_the_best_trial_and_reproduces(made: tuple[optuna.Study, Path
     proc = run_cli("reproduce", "best", *SWEEP[1:], f"tracking.uri={tracking_uri}", cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("match: run ") and best["run_id"] in proc.stdout
-    assert "note: reproduce uses sweep.*, tracking.* and train.progress/threads; ignored: " \
-           "train.nb_steps=300" in proc.stderr
+    assert "note: reproduce uses sweep.*, env=, search=, tracking.* and train.progress/threads; " \
+           "ignored: train.nb_steps=300" in proc.stderr
 
 
 def test_exported_experiment_composes_and_trains(made: tuple[optuna.Study, Path, str]) -> None:

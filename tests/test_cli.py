@@ -67,7 +67,8 @@ def test_cfg_job_and_info_answer_without_tensorflow_mlflow_or_files(workdir: Pat
     assert "  units: 32\n" in out and "uri: http://u:***@127.0.0.1:1" in out  # train's config
     assert "storage: postgresql://u:***@127.0.0.1:1/db" in out                # the sweep's
     assert "  agent.model.units: 8,16" in out and "- agent.lr=0.01" in out
-    assert "config groups" in out and "search spaces" in out and "  default:" in out
+    assert "config groups" in out and "search spaces" in out
+    assert "  cartpole:" in out and "  acrobot:" in out  # each env group's own space
     assert not list(workdir.iterdir())  # no study, no MLflow store, no outputs
 
 

@@ -28,7 +28,7 @@ from optuna.trial import Trial, TrialState
 
 from rltrain.config import compose_config, flatten, mask_url, validate
 from rltrain.loop import StopTraining
-from rltrain.tracking import Tracker, tracked_run
+from rltrain.tracking import Tracker, tracked_run, tracker_for
 from sweep import objective, seeds
 from sweep import space as space_
 from sweep.runs import tag_trial_runs
@@ -179,7 +179,8 @@ def run_trial(study: optuna.Study, trial: Trial, ctx: Context) -> TrialState:
                             cfgs[0].train.nb_steps)
             outs = _train_seeds(trial, ctx, cfgs, shown, tags, tracker, scorer)
             state = _tell(study, trial, ctx, tracker, cfgs[0], scorer, outs)
-            tracker.set_tags({"sweep.state": state.name})
+            for run in (tracker, *(tracker_for(plan.tracking_uri, run_id) for run_id, _ in outs)):
+                run.set_tags({"sweep.state": state.name})  # the trial's and its seeds' runs
             if state == TrialState.PRUNED:
                 tracker.set_tags({"stopped": "pruned"})
                 tracker.end("KILLED")

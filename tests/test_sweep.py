@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -186,17 +185,90 @@ def test_too_many_failures_stop_the_sweep(sweep, client, capsys) -> None:
     assert parent.info.status == "FAILED" and "max_failures" in parent.data.tags["error"]
 
 
-def test_trial_of_a_killed_process_fails_when_the_study_resumes(sweep) -> None:
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    trial = new_study().ask()  # RUNNING forever: its process was killed (kill -9, OOM)
-    for key, value in {"pid": dead.pid, "main_pid": dead.pid,
-                       "host": socket.gethostname()}.items():
-        trial.set_user_attr(key, value)
-    assert sweep("sweep.n_trials=1").exit_code == 0
-    trials = load().trials
-    assert [t.state for t in trials] == [FAIL, COMPLETE]
-    assert trials[0].user_attrs["error"] == f"stale: worker process {dead.pid} is gone"
+KILLED = ["agent.impl=fast", "train.nb_steps=4000", "train.eval_interval=200"]  # ~2 s a trial
+
+
+def start_sweep(workdir: Path, *args: str) -> subprocess.Popen[str]:
+    """``python -m sweep multirun TINY ARGS`` in its own process group, as a user starts it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    return subprocess.Popen([sys.executable, "-m", "sweep", "multirun", *TINY, *args],
+                            cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_running(proc: subprocess.Popen[str], n: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``n`` RUNNING trials once each has reported an evaluation (its runs exist)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if Path("multirun/dqn-cartpole/study.log").exists():
+            running = load().get_trials(states=(TrialState.RUNNING,))
+            if len(running) == n and all(t.intermediate_values for t in running):
+                return running
+    proc.kill()
+    pytest.fail(f"no {n} trials running: {proc.communicate()[1][-3000:]}")
+
+
+def gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize(("n_jobs", "group"), [(1, False), (2, False), (2, True)],
+                         ids=["one-process", "main-only-of-two-workers", "process-group"])
+def test_kill_9_then_resume_loses_nothing(workdir, tracking_uri, client, n_jobs, group) -> None:
+    """kill -9 of a sweep (its main process only, whose spawned workers are orphaned, or its
+    whole process group, as an OOM killer may); the same command resumes it: the killed
+    trials FAIL, the budget is met by completed trials, one MLflow trial run per trial
+    number and no run left RUNNING (parents, trials, seeds), each tagged its trial's state."""
+    args = [f"tracking.uri={tracking_uri}", "sweep.n_trials=2", *KILLED]
+    proc = start_sweep(workdir, *args, f"sweep.n_jobs={n_jobs}")
+    running = wait_for_running(proc, n_jobs)
+    if group:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.kill()
+    proc.wait(timeout=30)
+    workers = {t.user_attrs["pid"] for t in running} - {proc.pid}
+    assert len(workers) == (0 if n_jobs == 1 else n_jobs)  # spawned, when more than one
+    assert all(gone(pid, within=30) for pid in workers)  # orphans stop, killed or not
+    killed_err = proc.stderr.read() if proc.stderr else ""  # the orphans' output too
+
+    resumed = study_.run(plan([*TINY, *args]))
+    assert resumed.exit_code == 0, resumed.message
+    trials = {t.number: t for t in load().trials}
+    killed = [trials[t.number] for t in running]
+    assert [t.state for t in killed] == [FAIL] * n_jobs, killed_err[-3000:]
+    if workers and not group:  # orphans fail their own trials, not retried; else stale, retried
+        assert {t.user_attrs["error"] for t in killed} == {
+            "Interrupted: the sweep's main process is gone"}, killed_err[-3000:]
+    else:
+        assert {t.user_attrs["error"] for t in killed} == {
+            f"stale: worker process {t.user_attrs['pid']} is gone" for t in killed}
+        assert sorted(t.user_attrs["retry_of"] for t in trials.values()  # same params, seeds
+                      if "retry_of" in t.user_attrs) == [t.number for t in killed]
+    assert sum(t.state == COMPLETE for t in trials.values()) == 2
+    assert not [t for t in trials.values() if t.state not in (COMPLETE, FAIL)]
+
+    exp = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    everything = client.search_runs([exp])
+    assert not [r.info.run_name for r in everything if r.info.status == "RUNNING"]
+    trial_runs = [r for r in everything if r.data.tags.get("sweep.role") not in (
+        "parent", "seed")]
+    assert sorted(int(r.data.tags["sweep.trial"]) for r in trial_runs) == sorted(trials)
+    for r in everything:
+        if "sweep.trial" in r.data.tags:  # trial and seed runs: their trial's final state
+            t = trials[int(r.data.tags["sweep.trial"])]
+            assert (r.data.tags["sweep.state"], r.info.status) == (
+                t.state.name, "FINISHED" if t.state == COMPLETE else "FAILED"), r.info.run_name
+    parents = [r for r in everything if r.data.tags.get("sweep.role") == "parent"]
+    assert sorted(r.info.status for r in parents) == ["FINISHED", "KILLED"]
 
 
 def test_two_worker_processes_share_one_storage(sweep, client) -> None:

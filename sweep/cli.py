@@ -70,6 +70,9 @@ DESCRIPTIONS = {
 }
 EPILOGS = {
     "train": "examples:\n  python -m sweep agent.model.units=64 train.nb_steps=2000\n"
+             "  python -m sweep env=acrobot          # env groups: cartpole acrobot mountaincar "
+             "lunarlander atari\n"
+             "  python -m sweep env=atari env.id=ALE/Breakout-v5 env.reward_threshold=null\n"
              "  python -m sweep +experiment=tutorial_v0\n  python -m sweep --cfg job",
     "multirun": "the search space: search=NAME, else the env group's conf/search/<env>.yaml;\n"
                 "the study: sweep.study_name=NAME, else dqn-<env group> (dqn-cartpole, "

@@ -136,10 +136,12 @@ def _lock_file(plan: Plan) -> Path | None:
 
 
 @contextmanager
-def claim_lock(storage: Any, plan: Plan) -> Iterator[None]:
+def claim_lock(storage: Any, plan: Plan, fallback: Any = None) -> Iterator[None]:
     """Held while a worker fails stale trials, counts and asks: every worker of every
     invocation sees the same count. PostgreSQL: a session advisory lock (released by the
-    server if the worker dies); a journal or SQLite file: ``flock`` on a file beside it."""
+    server if the worker dies); a journal or SQLite file: ``flock`` on a file beside it
+    (released by the kernel if the worker dies). Any other storage: the invocation's own
+    ``fallback`` lock (a multiprocessing Lock), waited on for at most LOCK_TIMEOUT seconds."""
     if heartbeats(storage) and storage.engine.dialect.name == "postgresql":
         from sqlalchemy import text
 
@@ -155,7 +157,16 @@ def claim_lock(storage: Any, plan: Plan) -> Iterator[None]:
         return
     path = _lock_file(plan)
     if path is None:
-        yield
+        if fallback is None:
+            yield
+        elif not fallback.acquire(timeout=LOCK_TIMEOUT):
+            raise TimeoutError(f"sweep.study_name={plan.settings.study_name}: the claim lock "
+                               f"was not free for {LOCK_TIMEOUT} s (a worker died holding it?)")
+        else:
+            try:
+                yield
+            finally:
+                fallback.release()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:

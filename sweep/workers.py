@@ -46,7 +46,7 @@ class Job:
 
     plan: Plan
     parent_run_id: str
-    lock: Any           # multiprocessing Lock: budget check + ask are atomic across workers
+    lock: Any           # multiprocessing Lock: the claim lock of storages without their own
     stop: Any           # multiprocessing Event: set by Ctrl-C
     main_pid: int       # the invocation's own process
     in_subprocess: bool = False
@@ -119,7 +119,7 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
     None when the budget is spent or too many trials failed."""
     s = job.plan.settings
     trial: Trial | str | None = None
-    with job.lock, claim_lock(storage, job.plan):
+    with claim_lock(storage, job.plan, fallback=job.lock):  # no lock a dead worker keeps
         stale = fail_stale_trials(study, storage, job.plan)
         trials = study.get_trials(deepcopy=False, states=CLAIMED)
         finished = sum(t.state in FINISHED for t in trials)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, validate
+from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, group_choice, validate
 from sweep import objective, seeds
 from sweep import space as space_
 
@@ -173,7 +173,8 @@ def _env_choice(choices: tuple[str, ...], conf_dir: Path) -> str:
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir),
                                    job_name="sweep"):
-            cfg = compose(config_name="config", overrides=list(choices), return_hydra_config=True)
+            cfg = compose(config_name="config", return_hydra_config=True,
+                          overrides=[group_choice(c, conf_dir) for c in choices])
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(str(err).strip().splitlines()[0]) from err
     return str(cfg.hydra.runtime.choices.get("env") or "")

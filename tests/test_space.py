@@ -68,7 +68,10 @@ def test_grammar_to_distribution(expression: str, expected) -> None:
     (["+sweep.nope=1"], "+sweep.nope=1: sweep.nope is not a key"),
     (["seed=choice(1,2,3)"], "seed=choice(1,2,3): seed cannot be searched; use sweep.seed=N"),
     (["seed=range(0,4)"], "seed=range(0,4): seed cannot be searched"),
-    (["search=nope"], "Could not find 'search/nope'"),
+    (["search=nope"], "search=nope: no such option (conf/search/nope.yaml); choose one of"),
+    (["env=pong"], "env=pong: no such option (conf/env/pong.yaml); choose one of acrobot, atari,"),
+    (["agent.model=dense"], "agent.model=dense: no such option (conf/agent/model/dense.yaml); "
+                            "choose one of conv, mlp"),
     (["train.eval_interval=0"], "sweep.metric=eval/mean_reward needs evaluations"),
     (["train.eval_interval=0", "sweep.metric=test/mean_reward"],
      "sweep.pruner=median needs periodic evaluations"),

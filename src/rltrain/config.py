@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,7 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
     they were added (``+key=...``, ``++key=...``, an experiment file).
     """
     conf_dir = str((config_dir or DEFAULT_CONF_DIR).resolve())
-    overrides = [_nested_group(o, Path(conf_dir)) for o in overrides]
+    overrides = [group_choice(o, Path(conf_dir)) for o in overrides]
     try:
         with initialize_config_dir(version_base="1.3", config_dir=conf_dir, job_name="sweep"):
             cfg = compose(config_name=config_name, overrides=overrides)
@@ -149,15 +150,22 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
     return cfg
 
 
-def _nested_group(override: str, conf_dir: Path) -> str:
+def group_choice(override: str, conf_dir: Path) -> str:
     """``agent.model=conv`` -> ``agent/model=conv`` (Hydra's spelling of a nested group
-    choice) when ``conf/agent/model/conv.yaml`` exists; any other override as it is."""
+    choice) when ``conf/agent/model/conv.yaml`` exists; any other override as it is.
+    A plain name that is no option of its group (``env=pong``) is a ConfigError listing them."""
     key, sep, value = override.partition("=")
-    if not sep or key.startswith(("+", "~")) or "." not in key:
+    if not sep or key.startswith(("+", "~")):
         return override
-    group = conf_dir.joinpath(*key.split("."))
-    if group.is_dir() and (group / f"{value}.yaml").is_file():
+    group = conf_dir.joinpath(*key.replace("/", ".").split("."))
+    if not group.is_dir():
+        return override
+    if (group / f"{value}.yaml").is_file():
         return f"{key.replace('.', '/')}={value}"
+    if re.fullmatch(r"[\w.-]+", value):
+        options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+        raise ConfigError(f"{key}={value}: no such option (conf/{group.relative_to(conf_dir)}/"
+                          f"{value}.yaml); choose one of {options}")
     return override
 
 

@@ -54,21 +54,22 @@ def latest_sweep(uri: str) -> SweepRun | None:
     return SweepRun(info.experiment_id, info.run_id, info.run_name or "")
 
 
-def experiment_of(uri: str, name: str) -> str | None:
-    """The id of experiment ``name``, or None when it does not exist yet."""
+def experiments(uri: str, first: str) -> list[tuple[str, str]]:
+    """(name, id) of the store's experiments, ``first`` first (MLflow's empty Default left out)."""
     from rltrain.tracking import client_for
 
-    found = client_for(uri).get_experiment_by_name(name)
-    return found.experiment_id if found is not None else None
+    found = [(e.name, e.experiment_id) for e in client_for(uri).search_experiments()
+             if e.name != "Default"]
+    return sorted(found, key=lambda item: (item[0] != first, item[0]))
 
 
 def links(uri: str, base: str, experiment: str) -> list[str]:
-    """Lines with the experiment's run list and the latest sweep's parent run."""
+    """Lines with each experiment's run list (``experiment`` first: one per env group,
+    keras-rl-cartpole, keras-rl-acrobot ...) and the latest sweep's parent run."""
     from rltrain.links import experiment_url, run_url
 
-    lines = []
-    if (exp_id := experiment_of(uri, experiment)) is not None:
-        lines.append(f"experiment {experiment}: {experiment_url(base, exp_id)}")
+    lines = [f"experiment {name}: {experiment_url(base, exp_id)}"
+             for name, exp_id in experiments(uri, experiment)]
     sweep = latest_sweep(uri)
     if sweep is not None:
         lines.append(f"latest sweep {sweep.name}: "
@@ -141,7 +142,8 @@ def parse(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port of the local UI (default {DEFAULT_PORT})")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="tracking.uri=..., tracking.experiment=...; others are ignored")
+                        help="tracking.uri=..., tracking.experiment=... or env=NAME (its "
+                        "experiment first); others are ignored")
     return parser.parse_args(args)
 
 
@@ -151,7 +153,8 @@ def cmd_ui(args: list[str]) -> int:
     from rltrain.links import ui_base
 
     options = parse(args)
-    ignored = [o for o in options.overrides if not o.lstrip("+~").startswith("tracking.")]
+    ignored = [o for o in options.overrides
+               if not o.lstrip("+~").startswith(("tracking.", "env="))]
     if ignored:
         print(f"note: ui ignores {' '.join(mask_url(o) for o in ignored)}", file=sys.stderr)
     cfg = compose_config([o for o in options.overrides if o not in ignored])

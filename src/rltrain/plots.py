@@ -30,7 +30,10 @@ def learning_curve(episode_end_steps: list[int], episode_rewards: list[float],
     ax.set_ylabel("reward")
     ax.set_title(title or "learning curve")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    if episode_rewards or evaluations:
+        ax.legend(loc="lower right")
+    else:  # a budget shorter than one episode (an Atari smoke run)
+        ax.text(0.5, 0.5, "no episode finished yet", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import Trial, TrialState
 
+from rltrain.retry import ServerUnavailable
 from rltrain.secrets import masked_entry
 from sweep.runs import end_parent_run, end_stale
 from sweep.samplers import make_pruner, make_sampler, sampler_seed
@@ -96,17 +97,36 @@ def work(job: Job, worker: int) -> None:
         if trial is None:
             break
         if trial == WAIT:  # the rest runs elsewhere; a dead worker's trial would come back
-            if not waiting:
-                print(f"worker {worker}: the last trials run in other workers; waiting for "
-                      "them (a dead worker's trial is retried here)", file=sys.stderr)
-            waiting = True
-            time.sleep(WAIT_POLL)
+            waiting = wait_for_others(worker, waiting)
             continue
         waiting = False
         with Heartbeat(storage, trial, s.heartbeat_interval):
-            run_trial(study, trial, Context(job.plan, job.parent_run_id, should_stop))
+            state = run_trial(study, trial, Context(job.plan, job.parent_run_id, should_stop))
+        if state == TrialState.FAIL and tracking_gone(storage, trial, worker):
+            break
     if job.in_subprocess and os.getppid() != parent:  # nobody else will close the parent run
         end_parent_run(job.plan, job.parent_run_id)
+
+
+def wait_for_others(worker: int, waiting: bool) -> bool:
+    """Sleep a poll interval while the last trials run elsewhere (saying so once)."""
+    if not waiting:
+        print(f"worker {worker}: the last trials run in other workers; waiting for "
+              "them (a dead worker's trial is retried here)", file=sys.stderr)
+    time.sleep(WAIT_POLL)
+    return True
+
+
+def tracking_gone(storage: Any, trial: Trial, worker: int) -> bool:
+    """The trial failed because the tracking server did not come back within its bound:
+    every next trial would fail too, so the worker says so and stops."""
+    error = storage.get_trial(trial._trial_id).user_attrs.get("error", "")
+    if not str(error).startswith(f"{ServerUnavailable.__name__}:"):
+        return False
+    print(f"worker {worker}: stopping: the tracking server stayed down past "
+          "SWEEP_TRACKING_WAIT; run the same command to resume once it is back",
+          file=sys.stderr, flush=True)
+    return True
 
 
 WAIT = "wait"

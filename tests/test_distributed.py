@@ -212,6 +212,44 @@ def test_tracking_server_down_mid_trial_loses_nothing(pg_url, mlflow, mlflow_url
     assert PASSWORD not in err + (workdir / "outage.out").read_text()
 
 
+def test_a_tracking_server_that_stays_down_stops_the_sweep(pg_url, mlflow, mlflow_url, workdir,
+                                                          monkeypatch) -> None:
+    """Down past SWEEP_TRACKING_WAIT: its trial fails once and the worker stops with one line
+    (instead of failing trial after trial up to max_failures); once the server is back, the
+    same command completes the budget with no run left RUNNING."""
+    monkeypatch.setenv("SWEEP_TRACKING_WAIT", "3")
+    name, n_trials = "gone", 2
+    args = [*TINY, f"sweep.storage={pg_url}", f"sweep.study_name={name}",
+            f"sweep.n_trials={n_trials}", f"tracking.uri={with_password(mlflow_url)}",
+            "sweep.pruner=none", "sweep.max_failures=5"]
+    study_.create_study(plan(args), open_storage(plan(args)))
+    proc = start("multirun", args, workdir, "gone")
+    try:
+        wait_for_trial_of(pg_url, name, proc.pid, proc, evaluated=False)
+        mlflow.stop(kill=True)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+        mlflow.start()
+    err = (workdir / "gone.err").read_text()
+    assert "worker 0: stopping: the tracking server stayed down past SWEEP_TRACKING_WAIT" in err
+    trials = load(pg_url, name).trials
+    assert [t.state for t in trials] == [TrialState.FAIL], err[-3000:]
+    assert trials[0].user_attrs["error"].startswith("ServerUnavailable: tracking server")
+
+    resumed = run_cli("multirun", *args, cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    states = [t.state for t in load(pg_url, name).trials]
+    assert states.count(TrialState.COMPLETE) == n_trials and states[0] == TrialState.FAIL
+    client = MlflowClient(mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id],
+                              f"tags.`sweep.study` = '{name}'")
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    assert PASSWORD not in err + (workdir / "gone.out").read_text() + resumed.stdout \
+        + resumed.stderr
+
+
 def test_password_from_a_pgpass_file(pg_url, tracking_uri, workdir, monkeypatch) -> None:
     """A URL without a password: libpq takes it from PGPASSFILE (or PGPASSWORD)."""
     bare = pg_url.replace(f":{PASSWORD}@", "@")

@@ -67,6 +67,18 @@ BAD = [
     (["agent.nb_steps_warmup=0"], "agent.nb_steps_warmup=0: must be >= 1"),
     (["agent.memory.window_length=3", "agent.nb_steps_warmup=2"],
      "agent.nb_steps_warmup=2: must be >= 3"),
+    # Atari (env=atari) and the conv network
+    (["env.preprocessing=rgb"], "env.preprocessing=rgb: must be one of none, atari"),
+    (["env=atari", "env.id=CartPole-v1"], "env.id=CartPole-v1: env.preprocessing=atari needs"),
+    (["env.id=ALE/Pong-v5"], "env.id=ALE/Pong-v5: an Atari env needs env.preprocessing=atari"),
+    (["env=atari", "env.atari.frame_skip=0"], "env.atari.frame_skip=0: must be >= 1"),
+    (["env=atari", "env.atari.noop_max=-1"], "env.atari.noop_max=-1: must be >= 0"),
+    (["env=atari", "env.atari.screen_size=4"], "env.atari.screen_size=4: must be >= 8"),
+    (["env=atari", "env.atari.screen_size=30"], "agent.model.kernel_size=[8, 4, 3]: leaves no"),
+    (["agent.model=conv"], "agent.model.filters=[32, 64, 64]: a Conv2D stack needs image"),
+    (["env=atari", "agent.model.kernel_size=[8,4]"], "agent.model.kernel_size=[8, 4]: needs one"),
+    (["env=atari", "agent.model.strides=[4,0,1]"], "agent.model.strides=[4, 0, 1]: must all"),
+    (["env=atari", "env.atari.frame_skip=two"], "env.atari.frame_skip: Value 'two'"),
 ]
 
 

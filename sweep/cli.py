@@ -23,7 +23,6 @@ STUDY_OPTIONS = {"best": ("export",), "reproduce": (),
                  "evaluate": ("seeds", "jobs", "threshold", "first"), "watch": ("episodes",),
                  "register": ("name",)}
 LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
-STUDY = ("env", "search")  # with sweep.*: what names a study (no sweep.study_name: dqn-<env>)
 DATABASES = ("postgresql", "postgres", "mysql", "mssql", "oracle")  # sqlite: a local file
 
 
@@ -68,6 +67,8 @@ DESCRIPTIONS = {
     "ui": "Serve MLflow's UI on the project's store (or point at the tracking server) and "
           "print the link to the latest sweep, in the Model training view.",
 }
+BEST_STUDY = ("best: the study named by sweep.study_name=NAME, else dqn-<env group> "
+              "(env=acrobot: dqn-acrobot)\n")
 EPILOGS = {
     "train": "examples:\n  python -m sweep agent.model.units=64 train.nb_steps=2000\n"
              "  python -m sweep env=acrobot          # env groups: cartpole acrobot mountaincar "
@@ -88,27 +89,19 @@ EPILOGS = {
             "                   # study dqn-acrobot\n"
             "  python -m sweep best export=cartpole_best "
             "&& python -m sweep +experiment=cartpole_best",
-    "reproduce": "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
-                 "(env=acrobot: dqn-acrobot)\n"
-                 "examples:\n  python -m sweep reproduce best sweep.study_name=NAME\n"
+    "reproduce": BEST_STUDY + "examples:\n  python -m sweep reproduce best sweep.study_name=NAME\n"
                  "  python -m sweep reproduce best env=acrobot\n"
                  "  python -m sweep reproduce 0123abcd...",
     "evaluate": "options (key=value):\n  seeds=N (5)  jobs=N (2)  threshold=X (the env's "
                 "reward_threshold)  first=I (start at the I-th fresh seed)\n"
-                "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
-                "(env=acrobot: dqn-acrobot)\n"
-                "examples:\n  python -m sweep evaluate best seeds=10\n"
+                + BEST_STUDY + "examples:\n  python -m sweep evaluate best seeds=10\n"
                 "  python -m sweep evaluate best env=acrobot seeds=5",
     "watch": "options (key=value):\n  episodes=N (1)\n"
-             "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
-             "(env=acrobot: dqn-acrobot)\n"
-             "examples:\n  python -m sweep watch RUN_ID\n"
+             + BEST_STUDY + "examples:\n  python -m sweep watch RUN_ID\n"
              "  python -m sweep watch best env=acrobot\n"
              "  python -m sweep watch models:/dqn-acrobot/latest",
     "register": "options (key=value):\n  name=NAME (the study's name)\n"
-                "best: the study named by sweep.study_name=NAME, else dqn-<env group> "
-                "(env=acrobot: dqn-acrobot)\n"
-                "examples:\n  python -m sweep register best\n"
+                + BEST_STUDY + "examples:\n  python -m sweep register best\n"
                 "  python -m sweep register best env=acrobot",
     "ui": "examples:\n  python -m sweep ui\n  python -m sweep ui --port 5001",
 }
@@ -212,10 +205,12 @@ def study_args(cmd: Command) -> list[str]:
     own = [o for o in cmd.overrides if "=" in o and o.split("=", 1)[0] in options]
     rest = [o for o in cmd.overrides if o not in own]
     local = () if cmd.name == "best" else LOCAL_KEYS
-    kept = [o for o in rest if key_of(o).startswith("sweep.") or key_of(o) in (*STUDY, *local)]
+    from sweep.settings import plan, study_keys
+
+    named = study_keys(rest)
+    kept = [o for o in rest if o in named or key_of(o) in local]
     ignored = [o for o in rest if o not in kept]
     if ignored:
-        from sweep.settings import plan
 
         plan(rest)  # an unknown key or a bad expression fails here as in multirun
         uses = "sweep.*, env=, search=" if cmd.name == "best" \

@@ -318,10 +318,11 @@ def check_env(env: DictConfig) -> None:
     register_ale(env_id)
     if env_id not in gym.envs.registry:
         raise ConfigError(f"env.id={env_id}: not a registered gymnasium environment")
-    if env.preprocessing == "atari" and not is_ale(env_id):
+    ale = is_ale(env_id)
+    if env.preprocessing == "atari" and not ale:
         raise ConfigError(f"env.id={env_id}: env.preprocessing=atari needs an Atari env "
                           "(ALE/<Game>-v5, e.g. ALE/Pong-v5)")
-    if env.preprocessing == "none" and is_ale(env_id):
+    if env.preprocessing == "none" and ale:
         raise ConfigError(f"env.id={env_id}: an Atari env needs env.preprocessing=atari "
                           f"(python -m sweep train env=atari env.id={env_id})")
     try:

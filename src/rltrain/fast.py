@@ -222,8 +222,8 @@ class FastDQNAgent(DQNAgent):
         self._numpy_forward = self._supports_numpy_forward(keras)
         # The numpy forward needs the Dense weights after each step; other models (conv)
         # act through the session instead, and the step returns only its metrics.
-        self._dense = [layer for layer in self.model.layers if self._numpy_forward
-                       and isinstance(layer, keras.layers.Dense)]
+        self._dense = [layer for layer in self.model.layers
+                       if isinstance(layer, keras.layers.Dense)] if self._numpy_forward else []
         online_vars = [v for layer in self._dense for v in (layer.kernel, layer.bias)]
 
         state_shape = tuple(self.model.input.shape[1:])

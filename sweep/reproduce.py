@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rltrain.config import Config, ConfigError, compose_config, validate
+from rltrain.config import ConfigError, compose_config, load_saved, validate
 from rltrain.tracking import (
     RunNotFound,
     download_artifact,
@@ -99,7 +99,7 @@ def recorded_config(run_id: str, here: DictConfig, folder: Path) -> DictConfig:
         path = download_artifact(here.tracking.uri, run_id, "config.yaml", folder)
     except RunNotFound as err:
         raise ConfigError(str(err)) from err
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+    cfg = load_saved(path)
     for key in LOCAL_KEYS:  # the saved tracking uri is masked; use where we are now
         value = OmegaConf.select(here, key)
         if key != "tracking.experiment" or value:

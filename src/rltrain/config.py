@@ -169,6 +169,12 @@ def group_choice(override: str, conf_dir: Path) -> str:
     return override
 
 
+def load_saved(path: Path) -> DictConfig:
+    """A run's saved ``config.yaml`` on today's schema: a key added since gets its default,
+    a wrong type or unknown key fails."""
+    return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))  # type: ignore[return-value]
+
+
 def unknown_keys(data: dict[str, Any], schema: type, prefix: str = "") -> list[str]:
     """Dotted keys of ``data`` that the dataclass ``schema`` does not declare (a ``dict``
     field is free-form)."""

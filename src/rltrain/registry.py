@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from rltrain.config import Config
+from rltrain.config import load_saved
 from rltrain.tracking import RunNotFound, client_for, download_artifact, stored_run
 
 MODEL_PATH = "agent_model"  # the model's folder among the run's artifacts
@@ -60,8 +60,7 @@ class QNetworkModel(mlflow.pyfunc.PythonModel):
         from rltrain import compat
         from rltrain.agent import build_agent
 
-        # On today's schema: a config saved before a key existed gets its default.
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(config))
+        cfg = load_saved(config)
         compat.load(threads=int(OmegaConf.select(cfg, "train.threads", default=1)))
         self._window = int(cfg.agent.memory.window_length)
         agent = build_agent(cfg.agent, self.obs_shape, self.nb_actions,
@@ -130,7 +129,7 @@ def save_run_model(config: Path, weights: Path, folder: Path) -> Path:
     """Save the pyfunc model of one run's files in ``folder``; return its path."""
     from mlflow.models import infer_signature
 
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(config))
+    cfg = load_saved(config)
     obs_shape, nb_actions, scale = _spaces(cfg)
     model = QNetworkModel(obs_shape, nb_actions, scale)
     model.load(config, weights)

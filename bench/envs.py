@@ -21,16 +21,16 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src")]
 
-from rltrain.config import compose_config, min_warmup  # noqa: E402
+from throughput import config as run_config  # noqa: E402  (bench/throughput.py)
+
+from rltrain.config import min_warmup  # noqa: E402
 
 IMPLS = ("keras-rl", "fast")
 
 
 def config(env: str, impl: str, steps: int):
     """The env group's config, timed from the first training step, without evaluations."""
-    cfg = compose_config([f"env={env}", f"agent.impl={impl}", f"train.nb_steps={steps}",
-                          "train.progress=false", "train.eval_interval=0",
-                          "train.test_episodes=0", "train.checkpoint_interval=0"])
+    cfg = run_config(impl, steps, [f"env={env}"])
     cfg.agent.nb_steps_warmup = min_warmup(cfg)
     cfg.agent.policy.value_max = cfg.agent.policy.value_min
     return cfg

@@ -5,6 +5,7 @@ again. Bad connections fail in one line, password masked."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -64,12 +65,19 @@ def with_password(url: str) -> str:
     return url.replace("http://", f"http://sweep:{PASSWORD}@")
 
 
+@functools.cache
+def rdb(url: str) -> RDBStorage:
+    """One storage (one connection pool) per database for the whole module: a new one per
+    look would hold connections until garbage collection, past PostgreSQL's limit."""
+    return RDBStorage(sqlalchemy_url(url))
+
+
 def load(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=RDBStorage(sqlalchemy_url(url)))
+    return optuna.load_study(study_name=name, storage=rdb(url))
 
 
 def studies(url: str) -> list[str]:
-    return optuna.get_all_study_names(RDBStorage(sqlalchemy_url(url)))
+    return optuna.get_all_study_names(rdb(url))
 
 
 def start(command: str, args: list[str], cwd: Path, log: str) -> subprocess.Popen[bytes]:

@@ -176,9 +176,10 @@ def parse(args: Sequence[str]) -> Command | None:
         return None
     command, rest = normalize(args)
     ns = parsers[command].parse_intermixed_args(rest)
-    return Command(command, list(ns.overrides), getattr(ns, "target", ""),
-                   getattr(ns, "cfg", None) or "", getattr(ns, "info", None) or "",
-                   getattr(ns, "json", False), list(args), getattr(ns, "port", 5000))
+    return Command(command, list(ns.overrides), target=getattr(ns, "target", ""),
+                   cfg=getattr(ns, "cfg", None) or "", info=getattr(ns, "info", None) or "",
+                   as_json=getattr(ns, "json", False), port=getattr(ns, "port", 5000),
+                   line=list(args))
 
 
 def key_of(override: str) -> str:

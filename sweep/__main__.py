@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from rltrain.config import ConfigError, compose_config, validate
+from rltrain.config import ConfigError, compose_config, use_config_dir, validate
 from rltrain.secrets import (
     install_masking,
     mask,
@@ -103,6 +103,8 @@ def dispatch(cmd: Command) -> int:
     """``--info`` and ``--cfg job`` answer at once; anything else runs the command."""
     from sweep import show
 
+    if cmd.config_dir:
+        use_config_dir(cmd.config_dir)
     if cmd.info:
         print(show.info(cmd.info))
         return 0

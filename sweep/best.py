@@ -17,7 +17,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, mask_url
+from rltrain.config import (
+    DEFAULT_CONF_DIR,
+    ConfigError,
+    compose_config,
+    conf_dirs,
+    mask_url,
+    user_conf_dir,
+)
+from sweep.space import parse
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -83,7 +91,8 @@ def check_export_name(name: str) -> None:
 
 
 def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
-    """Write ``conf/experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides.
+    """Write ``experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides, in
+    the ``--config-dir`` folder when one is given, else in conf/.
 
     Config group choices (``env=...``) go to its ``defaults`` list as ``override /env: X``;
     ``tracking.*`` is left out (where runs are recorded is not part of the trained config).
@@ -91,15 +100,17 @@ def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Pat
     check_export_name(name)
     overrides = [o for o in best.overrides if not o.lstrip("+").startswith("tracking.")]
     compose_config(overrides, conf_dir)  # still a valid config today?
-    groups = {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    groups = {p.name for d in conf_dirs(conf_dir) for p in d.iterdir() if p.is_dir()}
     chosen = [o for o in overrides if o.lstrip("+").split("=", 1)[0] in groups]
-    values = [o.lstrip("+") for o in overrides if o not in chosen]
+    values = OmegaConf.create()
+    for override in (parse(o) for o in overrides if o not in chosen):
+        OmegaConf.update(values, override.key_or_group, override.value(), merge=False)
     defaults = [f"override /{o.split('=', 1)[0]}: {o.split('=', 1)[1]}" if o[0] != "+"
                 else f"/{o[1:].split('=', 1)[0]}: {o.split('=', 1)[1]}" for o in chosen]
-    body = OmegaConf.to_yaml(OmegaConf.from_dotlist(values)) if values else ""
+    body = OmegaConf.to_yaml(values) if values else ""
     if defaults:
         body = "defaults:\n" + "".join(f"  - {d}\n" for d in defaults) + "  - _self_\n" + body
-    path = conf_dir / "experiment" / f"{name}.yaml"
+    path = (user_conf_dir() or conf_dir) / "experiment" / f"{name}.yaml"
     path.parent.mkdir(exist_ok=True)
     header = (f"# @package _global_\n# Best trial {best.trial} of study {best.study} "
               f"({best.value:g}), MLflow run {best.run_id}.\n"

@@ -45,6 +45,7 @@ class Command:
     info: str = ""            # --info [groups|searches|all]
     as_json: bool = False     # best --json
     port: int = 5000          # ui --port
+    config_dir: str = ""      # --config-dir DIR: the user's config folder, searched first
     line: list[str] = field(default_factory=list)  # the arguments as typed
 
 
@@ -140,6 +141,9 @@ def build() -> tuple[Parser, dict[str, Parser]]:
             p.add_argument("target", metavar="RUN_ID|best",
                            help="an MLflow run id, or best: the best trial of the study")
         p.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP[name])
+        p.add_argument("--config-dir", "-cd", default="", metavar="DIR",
+                       help="your own config folder, searched before the shipped conf/ "
+                            "(its env/NAME.yaml and search/NAME.yaml: env=NAME, search=NAME)")
         if name in ("train", "multirun", "worker"):
             p.add_argument("--cfg", "-c", choices=("job",),
                            help="print the composed config (multirun, worker: the sweep "
@@ -179,7 +183,7 @@ def parse(args: Sequence[str]) -> Command | None:
     return Command(command, list(ns.overrides), target=getattr(ns, "target", ""),
                    cfg=getattr(ns, "cfg", None) or "", info=getattr(ns, "info", None) or "",
                    as_json=getattr(ns, "json", False), port=getattr(ns, "port", 5000),
-                   line=list(args))
+                   config_dir=ns.config_dir, line=list(args))
 
 
 def key_of(override: str) -> str:

@@ -16,14 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, group_choice, validate
+from rltrain.config import (
+    DEFAULT_CONF_DIR,
+    ConfigError,
+    compose,
+    compose_config,
+    conf_dirs,
+    find_option,
+    group_choice,
+    is_free_form,
+    user_conf_dir,
+    validate,
+)
 from sweep import objective, seeds
 from sweep import space as space_
 
@@ -165,16 +175,13 @@ def env_group(overrides: Sequence[str], conf_dir: Path) -> str:
     experiment's ``override /env: NAME``, else conf/config.yaml's default."""
     choices = tuple(o for o in overrides if "." not in o.split("=", 1)[0]
                     and not o.startswith("~") and not space_.parse(o).is_sweep_override())
-    return _env_choice(choices, conf_dir.resolve())
+    return _env_choice(choices, conf_dir.resolve(), user_conf_dir())
 
 
 @functools.lru_cache(maxsize=64)
-def _env_choice(choices: tuple[str, ...], conf_dir: Path) -> str:
+def _env_choice(choices: tuple[str, ...], conf_dir: Path, user: Path | None) -> str:
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir),
-                                   job_name="sweep"):
-            cfg = compose(config_name="config", return_hydra_config=True,
-                          overrides=[group_choice(c, conf_dir) for c in choices])
+        cfg = compose([group_choice(c, conf_dir) for c in choices], conf_dir, hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(str(err).strip().splitlines()[0]) from err
     return str(cfg.hydra.runtime.choices.get("env") or "")
@@ -186,7 +193,7 @@ def _search_name(own: Sequence[str], trial_args: Sequence[str], conf_dir: Path) 
     if names and names[-1] != DEFAULT_SEARCH:
         return names[-1]
     env = env_group(trial_args, conf_dir)
-    if not (conf_dir / "search" / f"{env}.yaml").is_file():
+    if find_option(f"search/{env}.yaml", conf_dir) is None:
         raise ConfigError(f"search={DEFAULT_SEARCH}: env={env} has no default search space "
                           f"(conf/search/{env}.yaml); give one with search=NAME "
                           "(python -m sweep multirun --info searches)")
@@ -194,7 +201,8 @@ def _search_name(own: Sequence[str], trial_args: Sequence[str], conf_dir: Path) 
 
 
 def _config_groups(conf_dir: Path) -> set[str]:
-    return {p.name for p in conf_dir.iterdir() if p.is_dir()} - set(SETTINGS_GROUPS)
+    return {p.name for d in conf_dirs(conf_dir) for p in d.iterdir() if p.is_dir()} \
+        - set(SETTINGS_GROUPS)
 
 
 def check_settings(s: SweepSettings) -> None:
@@ -280,6 +288,8 @@ def key_kind(cfg: DictConfig, groups: set[str], key: str) -> space_.Kind:
     if key in groups:
         return "group"
     value = OmegaConf.select(cfg, key, default=_ABSENT)
+    if value is _ABSENT and is_free_form(key):
+        return "any"  # a keyword of the env's: its type is the sweep's values'
     if value is _ABSENT:
         raise ConfigError(f"{key}: not a key of the training config (conf/config.yaml)")
     if isinstance(value, DictConfig):
@@ -308,7 +318,7 @@ def check_values(base: DictConfig, space: space_.SearchSpace, groups: set[str],
         for value in representative(dim.distribution):
             where = f"{key}={dim.expression}"
             try:
-                if key in groups:
+                if key in groups or is_free_form(key):
                     cfg = compose_config([*space.fixed.values(), f"{key}={value}"], conf_dir)
                 else:
                     cfg = copy.deepcopy(base)

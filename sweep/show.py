@@ -11,7 +11,16 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from rltrain.config import DEFAULT_CONF_DIR, compose_config, mask_url, to_yaml, validate
+from rltrain.config import (
+    DEFAULT_CONF_DIR,
+    compose_config,
+    conf_dirs,
+    find_option,
+    group_options,
+    mask_url,
+    to_yaml,
+    validate,
+)
 
 SETTINGS_GROUPS = ("sweep", "search")  # multirun's own groups (sweep/settings.py)
 
@@ -36,9 +45,10 @@ def sweep_config(overrides: list[str]) -> str:
 
 
 def groups(conf_dir: Path = DEFAULT_CONF_DIR) -> dict[str, list[str]]:
-    """``{"agent": ["dqn"], ...}``: every config group in conf/ and its options."""
-    return {d.name: sorted(f.stem for f in d.glob("*.yaml"))
-            for d in sorted(conf_dir.iterdir()) if d.is_dir()}
+    """``{"agent": ["dqn"], ...}``: every config group (``--config-dir``'s and conf/'s) and
+    its options."""
+    names = sorted({d.name for c in conf_dirs(conf_dir) for d in c.iterdir() if d.is_dir()})
+    return {name: group_options(name, conf_dir) for name in names}
 
 
 def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
@@ -46,7 +56,8 @@ def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
     lines: list[str] = []
     found = groups(conf_dir)
     if what in ("groups", "all"):
-        lines.append(f"config groups ({conf_dir}/<group>/<option>.yaml):")
+        where = ", ".join(str(d) for d in conf_dirs(conf_dir))
+        lines.append(f"config groups ({where}: <group>/<option>.yaml, the first found wins):")
         for group, options in found.items():
             if group in SETTINGS_GROUPS:
                 continue
@@ -58,7 +69,8 @@ def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
     if what in ("searches", "all"):
         lines.append("search spaces (python -m sweep multirun search=NAME):")
         for name in found.get("search", []):
-            entries = OmegaConf.to_container(OmegaConf.load(conf_dir / "search" / f"{name}.yaml"))
+            path = find_option(f"search/{name}.yaml", conf_dir)
+            entries = OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[arg-type]
             lines.append(f"  {name}:")
             for key, value in entries.items():  # type: ignore[union-attr]
                 lines.append(f"    {key}: {value}")

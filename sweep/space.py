@@ -42,7 +42,8 @@ from optuna.distributions import (
 from rltrain.config import ConfigError
 
 TAGS = ("log", "int")
-Kind = str  # "int", "float", "bool", "str" or "group" (a config group: agent, train ...)
+Kind = str  # "int", "float", "bool", "str", "group" (a config group: agent, train ...) or
+# "any" (an env keyword the config does not set: a range of whole numbers is an int)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def to_distribution(text: str, sweep: Any, kind: Kind) -> BaseDistribution:
     try:
         if isinstance(sweep, ChoiceSweep):
             return _choice(text, sweep, kind)
-        if kind not in ("int", "float"):
+        if kind not in ("int", "float", "any"):
             raise ConfigError(f"{text}: a {kind} key takes choice(...), not range or interval")
         if isinstance(sweep, RangeSweep):
             return _range(text, sweep, kind, tags)
@@ -163,7 +164,7 @@ def _range(text: str, sweep: RangeSweep, kind: Kind, tags: set[str]) -> BaseDist
         raise ConfigError(f"{text}: empty range (the end is excluded, as in Python)")
     last = start + (count - 1) * step
     integral = all(x == x.to_integral_value() for x in (start, last, step))
-    if kind == "int" or "int" in tags:
+    if kind == "int" or "int" in tags or (kind == "any" and integral):
         if not integral:
             raise ConfigError(f"{text}: an integer key takes integer bounds and step")
         return IntDistribution(int(start), int(last), step=int(step), log="log" in tags)

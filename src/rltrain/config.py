@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+import numpy as np
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +23,18 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rltrain.secrets import mask_url
 
-DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONFIG_DIR_VAR = "SWEEP_CONFIG_DIR"  # --config-dir DIR: a user's folder, searched first
+FREE_FORM = ("env.kwargs",)  # mappings whose keys the schema does not know (any keyword)
+
+
+def shipped_conf_dir() -> Path:
+    """The shipped ``conf/``: at the top of a checkout, else installed as package data
+    (``rltrain/conf``)."""
+    checkout = Path(__file__).resolve().parents[2] / "conf"
+    return checkout if (checkout / "config.yaml").is_file() else Path(__file__).parent / "conf"
+
+
+DEFAULT_CONF_DIR = shipped_conf_dir()
 PREPROCESSING = ("none", "atari")
 ACTIVATIONS = ("relu", "tanh", "elu", "selu", "gelu", "swish", "sigmoid", "softplus", "linear")
 
@@ -43,6 +56,9 @@ class AtariConfig:
 @dataclass
 class EnvConfig:
     id: str = "CartPole-v1"
+    imports: list[str] = field(default_factory=list)   # modules imported before the env is made
+    kwargs: dict[str, Any] = field(default_factory=dict)  # gymnasium.make(id, **kwargs)
+    wrappers: list[Any] = field(default_factory=list)  # [{_target_: WRAPPER, **arguments}, ...]
     reward_threshold: float | None = None
     preprocessing: str = "none"
     atari: AtariConfig = field(default_factory=AtariConfig)
@@ -126,6 +142,61 @@ class Config:
 ConfigStore.instance().store(name="base_config", node=Config)
 
 
+def user_conf_dir() -> Path | None:
+    """The folder given with ``--config-dir`` (carried in ``SWEEP_CONFIG_DIR``, so that
+    spawned workers see it too), or None."""
+    given = os.environ.get(CONFIG_DIR_VAR, "")
+    return Path(given) if given else None
+
+
+def use_config_dir(path: str) -> Path:
+    """``--config-dir PATH``: searched before the shipped conf/ by this process and every
+    process it starts; ConfigError if it is no folder."""
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"--config-dir {path}: no such folder")
+    os.environ[CONFIG_DIR_VAR] = str(folder)
+    return folder
+
+
+def conf_dirs(config_dir: Path | None = None) -> list[Path]:
+    """Where config groups are found, first match wins: the user's folder, then conf/."""
+    user = user_conf_dir()
+    return [*([user] if user else []), (config_dir or DEFAULT_CONF_DIR).resolve()]
+
+
+def find_option(relative: str, config_dir: Path | None = None) -> Path | None:
+    """The first ``DIR/relative`` (e.g. ``search/acrobot.yaml``) of ``conf_dirs``, or None."""
+    return next((d / relative for d in conf_dirs(config_dir) if (d / relative).is_file()),
+                None)
+
+
+def group_options(group: str, config_dir: Path | None = None) -> list[str]:
+    """The options of a config group (``env``: cartpole, acrobot, ...) over every folder."""
+    return sorted({p.stem for d in conf_dirs(config_dir) for p in (d / group).glob("*.yaml")})
+
+
+def compose(overrides: list[str], config_dir: Path | None = None,
+            config_name: str = "config", hydra_config: bool = False) -> DictConfig:
+    """Hydra's compose over ``conf_dirs``: with a user folder, it is the primary folder and
+    the shipped one is on its search path (the shipped primary config is found through
+    Hydra's config store unless the user's folder has its own)."""
+    from hydra import compose as hydra_compose
+
+    dirs = conf_dirs(config_dir)
+    if len(dirs) > 1:
+        primary = f"shipped_{config_name}"
+        ConfigStore.instance().store(name=primary, node=OmegaConf.to_container(
+            OmegaConf.load(dirs[-1] / f"{config_name}.yaml")))
+        name = config_name if (dirs[0] / f"{config_name}.yaml").is_file() else primary
+        overrides = [*overrides, f"hydra.searchpath=[{dirs[-1].as_uri()}]"]
+    else:
+        name = config_name
+    with initialize_config_dir(version_base="1.3", config_dir=str(dirs[0]), job_name="sweep"):
+        return hydra_compose(config_name=name, overrides=overrides,
+                             return_hydra_config=hydra_config)
+
+
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path | None = None,
                    config_name: str = "config", schema: type | None = None) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line style overrides; raise ConfigError.
@@ -133,11 +204,9 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
     Keys the typed ``schema`` (``Config`` for ``config``) does not have are refused however
     they were added (``+key=...``, ``++key=...``, an experiment file).
     """
-    conf_dir = str((config_dir or DEFAULT_CONF_DIR).resolve())
-    overrides = [group_choice(o, Path(conf_dir)) for o in overrides]
+    overrides = [free_form(group_choice(o, config_dir)) for o in overrides]
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=conf_dir, job_name="sweep"):
-            cfg = compose(config_name=config_name, overrides=overrides)
+        cfg = compose(overrides, config_dir, config_name)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_one_line(err)) from err
     schema = schema or (Config if config_name == "config" else None)
@@ -150,22 +219,35 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
     return cfg
 
 
-def group_choice(override: str, conf_dir: Path) -> str:
+def is_free_form(key: str) -> bool:
+    """A key inside a mapping of free keys (``env.kwargs.obs_type``), or the mapping itself."""
+    return any(key == f or key.startswith(f"{f}.") for f in FREE_FORM)
+
+
+def free_form(override: str) -> str:
+    """``env.kwargs.X=V`` -> ``++env.kwargs.X=V``: a keyword the env takes needs no '+'."""
+    key = override.split("=", 1)[0]
+    return f"++{key.lstrip('+')}{override[len(key):]}" if is_free_form(key.lstrip("+")) \
+        and "=" in override else override
+
+
+def group_choice(override: str, config_dir: Path | None = None) -> str:
     """``agent.model=conv`` -> ``agent/model=conv`` (Hydra's spelling of a nested group
     choice) when ``conf/agent/model/conv.yaml`` exists; any other override as it is.
     A plain name that is no option of its group (``env=pong``) is a ConfigError listing them."""
     key, sep, value = override.partition("=")
     if not sep or key.startswith(("+", "~")):
         return override
-    group = conf_dir.joinpath(*key.replace("/", ".").split("."))
-    if not group.is_dir():
+    group = "/".join(key.replace("/", ".").split("."))
+    if not any((d / group).is_dir() for d in conf_dirs(config_dir)):
         return override
-    if (group / f"{value}.yaml").is_file():
-        return f"{key.replace('.', '/')}={value}"
+    if find_option(f"{group}/{value}.yaml", config_dir):
+        return f"{group}={value}"
     if re.fullmatch(r"[\w.-]+", value):
-        options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
-        raise ConfigError(f"{key}={value}: no such option (conf/{group.relative_to(conf_dir)}/"
-                          f"{value}.yaml); choose one of {options}")
+        options = ", ".join(group_options(group, config_dir))
+        where = "".join(f"{d}/{group}/ or " for d in conf_dirs(config_dir)[:-1])
+        raise ConfigError(f"{key}={value}: no such option ({where}conf/{group}/{value}.yaml); "
+                          f"choose one of {options}")
     return override
 
 
@@ -314,45 +396,110 @@ def min_warmup(cfg: DictConfig) -> int:
 
 
 def check_env(env: DictConfig) -> None:
-    """The env must be registered in gymnasium, have a discrete action space, and be an
-    Atari (ALE) env exactly when ``env.preprocessing=atari``."""
+    """The env must be made as configured (its modules, id, kwargs and wrappers), and the
+    agent must be able to take it: a discrete action space and, after the wrappers, a
+    vector (Box) observation, or Atari frames exactly when ``env.preprocessing=atari``."""
     import gymnasium as gym
 
-    from rltrain.envs import is_ale, register_ale
+    from rltrain import envs
 
-    env_id = env.id
-    register_ale(env_id)
-    if env_id not in gym.envs.registry:
-        raise ConfigError(f"env.id={env_id}: not a registered gymnasium environment")
-    ale = is_ale(env_id)
+    modules = envs.env_modules(env)
+    for module in modules:
+        try:
+            envs.import_modules([module])
+        except Exception as err:  # ImportError, or whatever the module raised on import
+            raise ConfigError(f"env.imports: {module} does not import "
+                              f"({type(err).__name__}: {_first_line(err)})") from err
+    plain = envs.split_id(env.id)[1]
+    envs.register_ale(plain)
+    if plain not in gym.envs.registry:
+        after = f" (after importing {', '.join(modules)})" if modules else ""
+        raise ConfigError(f"env.id={env.id}: not a registered gymnasium environment{after}")
+    ale = envs.spec(env).entry_point == envs.ALE_ENTRY_POINT
     if env.preprocessing == "atari" and not ale:
-        raise ConfigError(f"env.id={env_id}: env.preprocessing=atari needs an Atari env "
+        raise ConfigError(f"env.id={env.id}: env.preprocessing=atari needs an Atari env "
                           "(ALE/<Game>-v5, e.g. ALE/Pong-v5)")
     if env.preprocessing == "none" and ale:
-        raise ConfigError(f"env.id={env_id}: an Atari env needs env.preprocessing=atari "
-                          f"(python -m sweep train env=atari env.id={env_id})")
+        raise ConfigError(f"env.id={env.id}: an Atari env needs env.preprocessing=atari "
+                          f"(python -m sweep train env=atari env.id={env.id})")
+    made = make_checked(env)
     try:
-        made = gym.make(env_id)
-    except Exception as err:  # missing extras (box2d, atari ...) surface here
-        raise ConfigError(f"env.id={env_id}: cannot be created ({err})") from err
-    try:
-        if not isinstance(made.action_space, gym.spaces.Discrete):
-            raise ConfigError(f"env.id={env_id}: DQN needs a discrete action space, "
-                              f"this one is {type(made.action_space).__name__}")
+        check_spaces(env, made)
     finally:
         made.close()
 
 
-def reward_threshold(env: DictConfig) -> float:
-    """The solve threshold: ``env.reward_threshold``, else the env spec's, else NaN."""
+def make_checked(env: DictConfig) -> Any:
+    """The env as ``make_env`` makes it, each failure one line naming ``env.kwargs.KEY``
+    or ``env.wrappers[i]``."""
+    from rltrain import envs
+
+    check_wrapper_specs(env.wrappers)
+    try:
+        made = envs.make_env(env, 0, wrappers=False)
+    except TypeError as err:  # a keyword the env's constructor does not take
+        bad = re.search(r"keyword argument '(\w+)'", str(err))
+        key = f"env.kwargs.{bad.group(1)}" if bad else "env.kwargs"
+        raise ConfigError(f"{key}: not accepted by {env.id} ({_first_line(err)})") from err
+    except Exception as err:  # missing extras (box2d, atari ...) and bad values surface here
+        raise ConfigError(f"env.id={env.id}: cannot be created ({_first_line(err)})") from err
+    for i, wrapper in enumerate(env.wrappers):
+        try:
+            made = envs.wrap(made, [wrapper])
+        except Exception as err:
+            made.close()
+            raise ConfigError(f"env.wrappers[{i}]={wrapper['_target_']}: "
+                              f"{_first_line(err)}") from err
+    return made
+
+
+def check_wrapper_specs(wrappers: Any) -> None:
+    """Each wrapper is a mapping with a ``_target_`` string (Hydra's instantiate form)."""
+    for i, wrapper in enumerate(wrappers):
+        target = wrapper.get("_target_") if OmegaConf.is_dict(wrapper) else None
+        if not isinstance(target, str) or not target:
+            raise ConfigError(f"env.wrappers[{i}]={wrapper}: give {{_target_: CLASS, "
+                              "argument: value}, e.g. {_target_: gymnasium.wrappers."
+                              "TimeLimit, max_episode_steps: 1000}")
+
+
+def check_spaces(env: DictConfig, made: Any) -> None:
+    """A discrete action space; an observation the agent takes (after the wrappers)."""
     import gymnasium as gym
 
-    from rltrain.envs import register_ale
+    after = " after env.wrappers" if env.wrappers else ""
+    if not isinstance(made.action_space, gym.spaces.Discrete):
+        raise ConfigError(f"env.id={env.id}: DQN needs a discrete action space, "
+                          f"this one is {type(made.action_space).__name__}{after}")
+    obs = made.observation_space
+    flatten = "add the wrapper {_target_: gymnasium.wrappers.FlattenObservation}"
+    if not isinstance(obs, gym.spaces.Box):
+        raise ConfigError(f"env.id={env.id}: the observation space{after} is "
+                          f"{_space_text(obs)}; the agent takes a Box: {flatten}")
+    image = obs.dtype == np.uint8 and len(obs.shape) == 3
+    if image and env.preprocessing != "atari":
+        raise ConfigError(f"env.id={env.id}: the observation space{after} is an image "
+                          f"{obs.shape}; the mlp takes vectors: {flatten} (after "
+                          "gymnasium.wrappers.ResizeObservation / GrayscaleObservation)")
+
+
+def _space_text(space: Any) -> str:
+    text = " ".join(str(space).split())
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return mask_url(lines[0]) if lines else type(err).__name__
+
+
+def reward_threshold(env: DictConfig) -> float:
+    """The solve threshold: ``env.reward_threshold``, else the env spec's, else NaN."""
+    from rltrain.envs import spec
 
     value = env.reward_threshold
     if value is None:
-        register_ale(env.id)
-        value = gym.spec(env.id).reward_threshold
+        value = spec(env).reward_threshold
     return math.nan if value is None else float(value)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from rltrain.config import (
     mask_url,
     user_conf_dir,
 )
+from sweep.cli import command_line
 from sweep.space import parse
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -44,7 +44,7 @@ class BestTrial:
 
     @property
     def command(self) -> str:
-        return "python -m sweep train " + " ".join(shlex.quote(o) for o in self.overrides)
+        return command_line("train", self.overrides)
 
 
 def load_existing_study(sweep_args: list[str]) -> Any:
@@ -156,8 +156,9 @@ def cmd_best(args: list[str]) -> int:
         print(f"  {key} = {value}")
     print(f"train it again:\n  {best.command}")
     if path:
-        print(f"wrote {path}; train it with:\n  python -m sweep +experiment={path.stem}")
+        print(f"wrote {path}; train it with:\n  "
+              f"{command_line('train', [f'+experiment={path.stem}'])}")
     else:
-        print("as an experiment file: python -m sweep best export=NAME")
+        print(f"as an experiment file: {command_line('best', ['export=NAME'])}")
     print(f"judge it on many seeds:\n  python -m sweep evaluate {best.run_id} seeds=10")
     return 0

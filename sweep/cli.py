@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rltrain.config import ConfigError, mask_url
+from rltrain.config import ConfigError, mask_url, user_conf_dir
 
 PROG = "python -m sweep"
 MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
@@ -184,6 +184,14 @@ def parse(args: Sequence[str]) -> Command | None:
                    cfg=getattr(ns, "cfg", None) or "", info=getattr(ns, "info", None) or "",
                    as_json=getattr(ns, "json", False), port=getattr(ns, "port", 5000),
                    config_dir=ns.config_dir, line=list(args))
+
+
+def command_line(command: str, args: Sequence[str]) -> str:
+    """``python -m sweep COMMAND ARGS`` as a user types it (shell-quoted, masked), with
+    ``--config-dir DIR`` when this process uses one."""
+    folder = user_conf_dir()
+    flag = ["--config-dir", str(folder)] if folder else []
+    return mask_url(" ".join([PROG, command, *map(shlex.quote, [*flag, *args])]))
 
 
 def key_of(override: str) -> str:

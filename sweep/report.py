@@ -5,7 +5,6 @@ as YAML, Optuna's plots)."""
 from __future__ import annotations
 
 import contextlib
-import shlex
 import sys
 import threading
 import warnings
@@ -21,6 +20,7 @@ from tqdm import tqdm
 from rltrain.config import ConfigError, compose_config, mask_url, to_yaml
 from rltrain.links import link_line
 from rltrain.tracking import Tracker
+from sweep.cli import command_line
 from sweep.plots_html import save_html_plots
 from sweep.settings import Plan
 
@@ -174,8 +174,7 @@ def retrain_overrides(trial: FrozenTrial) -> list[str]:
 
 def train_command(trial: FrozenTrial) -> str:
     """The exact command that trains this trial's config again (its first seed)."""
-    return mask_url(" ".join(["python -m sweep train",
-                              *map(shlex.quote, retrain_overrides(trial))]))
+    return command_line("train", retrain_overrides(trial))
 
 
 def summary(study: optuna.Study, plan: Plan) -> FrozenTrial | None:

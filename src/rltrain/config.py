@@ -245,9 +245,10 @@ def group_choice(override: str, config_dir: Path | None = None) -> str:
         return f"{group}={value}"
     if re.fullmatch(r"[\w.-]+", value):
         options = ", ".join(group_options(group, config_dir))
-        where = "".join(f"{d}/{group}/ or " for d in conf_dirs(config_dir)[:-1])
-        raise ConfigError(f"{key}={value}: no such option ({where}conf/{group}/{value}.yaml); "
-                          f"choose one of {options}")
+        user = user_conf_dir()
+        where = f"no {group}/{value}.yaml in {user} or conf/" if user \
+            else f"conf/{group}/{value}.yaml"
+        raise ConfigError(f"{key}={value}: no such option ({where}); choose one of {options}")
     return override
 
 
@@ -405,10 +406,11 @@ def check_env(env: DictConfig) -> None:
 
     modules = envs.env_modules(env)
     for module in modules:
+        key = "env.imports" if module in env.imports else f"env.id={env.id}"
         try:
             envs.import_modules([module])
         except Exception as err:  # ImportError, or whatever the module raised on import
-            raise ConfigError(f"env.imports: {module} does not import "
+            raise ConfigError(f"{key}: module {module} does not import "
                               f"({type(err).__name__}: {_first_line(err)})") from err
     plain = envs.split_id(env.id)[1]
     envs.register_ale(plain)
@@ -440,7 +442,8 @@ def make_checked(env: DictConfig) -> Any:
     except TypeError as err:  # a keyword the env's constructor does not take
         bad = re.search(r"keyword argument '(\w+)'", str(err))
         key = f"env.kwargs.{bad.group(1)}" if bad else "env.kwargs"
-        raise ConfigError(f"{key}: not accepted by {env.id} ({_first_line(err)})") from err
+        why = _first_line(err).split(" was raised from the environment creator")[0]
+        raise ConfigError(f"{key}: not accepted by {env.id} ({why})") from err
     except Exception as err:  # missing extras (box2d, atari ...) and bad values surface here
         raise ConfigError(f"env.id={env.id}: cannot be created ({_first_line(err)})") from err
     for i, wrapper in enumerate(env.wrappers):
@@ -448,8 +451,9 @@ def make_checked(env: DictConfig) -> Any:
             made = envs.wrap(made, [wrapper])
         except Exception as err:
             made.close()
-            raise ConfigError(f"env.wrappers[{i}]={wrapper['_target_']}: "
-                              f"{_first_line(err)}") from err
+            why = re.sub(r",? set env var HYDRA_FULL_ERROR.*|\s*full_key: \S+", "",
+                         " ".join(str(err).split()))
+            raise ConfigError(f"env.wrappers[{i}]={wrapper['_target_']}: {mask_url(why)}") from err
     return made
 
 

@@ -1,0 +1,252 @@
+"""``train(cfg, callbacks) -> TrainResult``: build the agent, run the loop, evaluate.
+
+Usable without MLflow or Optuna: they reach the loop as plain callbacks.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from rltrain import compat
+from rltrain.config import validate
+from rltrain.envs import input_scale, make_env
+from rltrain.loop import run_episodes
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes start from seeds the training env never uses
+TEST_SEED_OFFSET = 2_000_000
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: curves, evaluations, the final test and where files went.
+
+    With ``train.keep_best`` the delivered agent (``dqn_weights.h5``, ``test_rewards``) is
+    the one of the best periodic evaluation (``best_evaluation``); ``final_test_rewards``
+    then scores the last weights on the same test episodes.
+    """
+
+    episode_rewards: list[float] = field(default_factory=list)
+    episode_end_steps: list[int] = field(default_factory=list)
+    evaluations: list[tuple[int, float]] = field(default_factory=list)
+    test_rewards: list[float] = field(default_factory=list)
+    final_test_rewards: list[float] = field(default_factory=list)
+    best_evaluation: tuple[int, float] | None = None
+    nb_steps: int = 0
+    train_seconds: float = 0.0
+    output_dir: Path = Path(".")
+    weights_path: Path | None = None
+    stopped: str = ""  # why training stopped early (a callback raised StopTraining), or ""
+
+    @property
+    def test_mean_reward(self) -> float:
+        return _mean(self.test_rewards)
+
+    @property
+    def final_test_mean_reward(self) -> float:
+        return _mean(self.final_test_rewards or self.test_rewards)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.nb_steps / self.train_seconds if self.train_seconds else 0.0
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow's default graph (stock keras-rl2 draws from the
+    global streams; the fast agent has its own, see ``rltrain.fast.Streams``)."""
+    import tensorflow as tf
+
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.compat.v1.set_random_seed(seed)
+
+
+class Learner:
+    """One agent, built from ``cfg`` in its own TensorFlow graph and session, with its envs,
+    callbacks and result.
+
+    Learners trained side by side (a trial's seeds) share nothing: each has its own graph,
+    session, env and random streams (stock keras-rl2's global ones are swapped in and out
+    around it), so seed s gives exactly the episodes it gives when trained alone.
+    """
+
+    def __init__(self, cfg: DictConfig, output_dir: Path, callbacks: Sequence[Any] = ()) -> None:
+        compat.load(threads=cfg.train.threads)
+        import tensorflow as tf
+        from rl.callbacks import FileLogger, ModelIntervalCheckpoint
+
+        from rltrain.agent import build_agent
+        from rltrain.loop import Callbacks
+
+        self.cfg = cfg
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.result = TrainResult(output_dir=output_dir)
+        self.env = make_env(cfg.env, cfg.seed, training=True)
+        self.eval_env = make_env(cfg.env, cfg.seed + EVAL_SEED_OFFSET)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            seed_everything(cfg.seed)
+            self.agent = build_agent(cfg.agent, self.env.observation_space.shape,
+                                     int(self.env.action_space.n), seed=cfg.seed,
+                                     input_scale=input_scale(self.env.observation_space))
+            self.session = tf.compat.v1.keras.backend.get_session()  # Keras made it for the graph
+        # Building consumes Python's global stream (tf-keras does): seed again, so stock
+        # keras-rl2 starts training from the same draws as the fast agent's own streams.
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self._global_streams = (random.getstate(), np.random.get_state())
+        self._best_weights: list[np.ndarray] | None = None
+        own: list[Any] = [_Recorder(self.result), FileLogger(
+            str(output_dir / "dqn_log.json"), interval=cfg.train.log_interval)]
+        if cfg.train.checkpoint_interval:
+            (output_dir / "checkpoints").mkdir(exist_ok=True)
+            own.append(ModelIntervalCheckpoint(
+                str(output_dir / "checkpoints" / "dqn_weights_{step}.h5"),
+                interval=cfg.train.checkpoint_interval))
+        self.callbacks = Callbacks([*own, *callbacks], self.agent, self.env,
+                                   {"nb_steps": cfg.train.nb_steps})
+        self._steps: Generator[int, None, str] | None = None
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """This learner's graph and session as TensorFlow's defaults, and (stock agent)
+        its state of the global random streams."""
+        own_streams = self.cfg.agent.impl == "fast"
+        if not own_streams:
+            random.setstate(self._global_streams[0])
+            np.random.set_state(self._global_streams[1])
+        try:
+            with self.graph.as_default(), self.session.as_default():
+                yield
+        finally:
+            if not own_streams:
+                self._global_streams = (random.getstate(), np.random.get_state())
+
+    def _evaluate(self, step: int) -> dict[str, Any]:
+        """A greedy evaluation; with ``keep_best``, remember the weights of the best one
+        (the latest among equals)."""
+        rewards = run_episodes(self.agent, self.eval_env, self.cfg.train.eval_episodes,
+                               self.cfg.seed + EVAL_SEED_OFFSET)
+        mean = float(np.mean(rewards))
+        best = self.result.best_evaluation
+        if best is None or mean >= best[1]:
+            self.result.best_evaluation = (step, mean)
+            if self.cfg.train.keep_best:
+                self._best_weights = self.agent.model.get_weights()
+        return {"mean_reward": mean, "rewards": rewards}
+
+    def advance(self, stop: BaseException | None = None) -> str | None:
+        """Train up to the next evaluation (or throw ``stop`` in at the last one); None
+        while there is more to train, else why training ended early ("" if it did not)."""
+        from rltrain.loop import fit_steps
+
+        c = self.cfg
+        if self._steps is None:
+            self._steps = fit_steps(self.agent, self.env, c.train.nb_steps, self.callbacks,
+                                    seed=c.seed, evaluate=self._evaluate,
+                                    eval_interval=c.train.eval_interval)
+        start = time.perf_counter()
+        try:
+            with self.scope():
+                if stop is None:
+                    next(self._steps)
+                else:
+                    self._steps.throw(stop)
+            return None
+        except StopIteration as done:
+            return done.value
+        finally:
+            self.result.train_seconds += time.perf_counter() - start
+
+    def finish(self, stopped: str) -> TrainResult:
+        """Save the delivered weights and run the final test (not after an early stop)."""
+        r, c = self.result, self.cfg
+        r.stopped, r.nb_steps = stopped, int(self.agent.step)
+        r.weights_path = r.output_dir / "dqn_weights.h5"
+        with self.scope():
+            test = c.train.test_episodes and not stopped
+            if self._best_weights is not None and not stopped:
+                self.agent.save_weights(str(r.output_dir / "final_weights.h5"), overwrite=True)
+                if test:
+                    r.final_test_rewards = self._test()
+                self.agent.model.set_weights(self._best_weights)
+                if hasattr(self.agent, "sync_weights"):
+                    self.agent.sync_weights()
+            self.agent.save_weights(str(r.weights_path), overwrite=True)
+            if test:
+                r.test_rewards = self._test()
+        return r
+
+    def _test(self) -> list[float]:
+        """The final test: episodes that no evaluation used, so not the ones that picked
+        the delivered weights."""
+        return run_episodes(self.agent, self.eval_env, self.cfg.train.test_episodes,
+                            self.cfg.seed + TEST_SEED_OFFSET)
+
+    def close(self) -> None:
+        self.env.close()
+        self.eval_env.close()
+        if self._steps is not None:
+            self._steps.close()
+        self.session.close()
+
+
+def train_together(learners: Sequence[Learner],
+                   after_round: Callable[[int], None] | None = None) -> list[TrainResult]:
+    """Train learners side by side: in each round every learner trains up to its next
+    evaluation; then ``after_round(round)`` may raise ``StopTraining`` to stop them all
+    there (a pruned trial). Returns their results, in order."""
+    from rltrain.loop import StopTraining
+
+    ended: list[str | None] = [None] * len(learners)
+    round_ = 0
+    while any(e is None for e in ended):
+        for i, learner in enumerate(learners):
+            if ended[i] is None:
+                ended[i] = learner.advance()
+        if after_round is None or all(e is not None for e in ended):
+            continue  # the last call only ended the loops: no new evaluation
+        round_ += 1
+        try:
+            after_round(round_)
+        except StopTraining as stop:
+            ended = [learner.advance(stop) if e is None else e
+                     for learner, e in zip(learners, ended, strict=True)]
+            ended = [e if e is not None else str(stop) for e in ended]
+    return [learner.finish(e or "") for learner, e in zip(learners, ended, strict=True)]
+
+
+def train(cfg: DictConfig, output_dir: Path, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train one agent as ``cfg`` says; files go to ``output_dir``; callbacks see every step."""
+    validate(cfg)
+    learner = Learner(cfg, output_dir, callbacks)
+    try:
+        return train_together([learner])[0]
+    finally:
+        learner.close()
+
+
+class _Recorder:
+    """Keeps the episode rewards and evaluations in the TrainResult."""
+
+    def __init__(self, result: TrainResult) -> None:
+        self.result = result
+
+    def on_episode_end(self, episode: int, logs: dict[str, Any]) -> None:
+        self.result.episode_rewards.append(float(logs["episode_reward"]))
+        self.result.episode_end_steps.append(int(logs["nb_steps"]))
+
+    def on_evaluation_end(self, step: int, logs: dict[str, Any]) -> None:
+        self.result.evaluations.append((step, logs["mean_reward"]))

@@ -1,0 +1,1 @@
+"""The command line and the Optuna orchestration: ``python -m sweep``."""

@@ -1,0 +1,164 @@
+"""``python -m sweep best [sweep.study_name=NAME|env=GROUP] [--json] [export=NAME]``: a study's
+winner (no ``sweep.study_name``: the study ``dqn-<env group>``, as multirun names it).
+
+Prints the best trial (value, number, MLflow run id, sampled values) and the command that
+trains its config again. ``export=NAME`` writes that config as a Hydra experiment file,
+``conf/experiment/NAME.yaml``, so that ``python -m sweep +experiment=NAME`` trains it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rltrain.config import (
+    DEFAULT_CONF_DIR,
+    ConfigError,
+    compose_config,
+    conf_dirs,
+    mask_url,
+    user_conf_dir,
+)
+from sweep.cli import command_line
+from sweep.space import parse
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+@dataclass
+class BestTrial:
+    """The best finished trial of a study and how to train it again."""
+
+    study: str
+    trial: int
+    value: float
+    run_id: str
+    params: dict[str, Any]
+    overrides: list[str]
+    recheck: dict[str, Any] | None = None  # the recheck's statistics, when it picked it
+
+    @property
+    def command(self) -> str:
+        return command_line("train", self.overrides)
+
+
+def load_existing_study(sweep_args: list[str]) -> Any:
+    """Load the study ``sweep.*``, ``env=`` and ``search=`` name, without creating anything;
+    ConfigError if absent."""
+    import optuna
+
+    from sweep.settings import plan, study_keys
+    from sweep.storage import check_storage, open_storage
+
+    p = plan(study_keys(sweep_args))
+    name = p.settings.study_name
+    where = mask_url(p.storage)
+    if "://" not in p.storage and not Path(p.storage).exists():
+        raise ConfigError(f"sweep.study_name={name}: no study at {where}")
+    check_storage(p)  # an unreachable database: one line, not a traceback
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(p))
+    except KeyError as err:
+        raise ConfigError(f"sweep.study_name={name}: no such study in {where}") from err
+
+
+def best_trial(sweep_args: list[str]) -> BestTrial:
+    """The recheck's winner (sweep/recheck.py), else the study's best COMPLETE trial;
+    ConfigError if it has none."""
+    from sweep.recheck import WINNER
+    from sweep.report import retrain_overrides
+
+    study = load_existing_study(sweep_args)
+    rechecked = study.user_attrs.get(WINNER)
+    try:
+        best = study.trials[rechecked["trial"]] if rechecked else study.best_trial
+    except ValueError as err:
+        raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet") from err
+    return BestTrial(study=study.study_name, trial=best.number, value=float(best.value),
+                     run_id=str(best.user_attrs.get("run_id", "")), params=dict(best.params),
+                     overrides=retrain_overrides(best), recheck=rechecked)
+
+
+def check_export_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"export={name}: use letters, digits, '-' and '_'")
+
+
+def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
+    """Write ``experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides, in
+    the ``--config-dir`` folder when one is given, else in conf/.
+
+    Config group choices (``env=...``) go to its ``defaults`` list as ``override /env: X``;
+    ``tracking.*`` is left out (where runs are recorded is not part of the trained config).
+    """
+    check_export_name(name)
+    overrides = [o for o in best.overrides if not o.lstrip("+").startswith("tracking.")]
+    compose_config(overrides, conf_dir)  # still a valid config today?
+    groups = {p.name for d in conf_dirs(conf_dir) for p in d.iterdir() if p.is_dir()}
+    chosen = [o for o in overrides if o.lstrip("+").split("=", 1)[0] in groups]
+    values = OmegaConf.create()
+    for override in (parse(o) for o in overrides if o not in chosen):
+        OmegaConf.update(values, override.key_or_group, override.value(), merge=False)
+    defaults = [f"override /{o.split('=', 1)[0]}: {o.split('=', 1)[1]}" if o[0] != "+"
+                else f"/{o[1:].split('=', 1)[0]}: {o.split('=', 1)[1]}" for o in chosen]
+    body = OmegaConf.to_yaml(values) if values else ""
+    if defaults:
+        body = "defaults:\n" + "".join(f"  - {d}\n" for d in defaults) + "  - _self_\n" + body
+    path = (user_conf_dir() or conf_dir) / "experiment" / f"{name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    header = (f"# @package _global_\n# Best trial {best.trial} of study {best.study} "
+              f"({best.value:g}), MLflow run {best.run_id}.\n"
+              f"# Train it: python -m sweep +experiment={name}\n")
+    path.write_text(header + body)
+    try:
+        compose_config([f"+experiment={name}"], conf_dir)  # loads as written
+    except ConfigError:
+        path.unlink()
+        raise
+    return path
+
+
+def cmd_best(args: list[str]) -> int:
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    exports = [a.split("=", 1)[1] for a in args if a.startswith("export=")]
+    from sweep.settings import study_keys
+
+    named = study_keys(args)
+    unknown = [a for a in args if a not in named and not a.startswith("export=")]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: best takes sweep.KEY=VALUE, env=GROUP, search=NAME, "
+                          "export=NAME and --json")
+    for name in exports:
+        check_export_name(name)
+    best = best_trial(named)
+    path = export(best, exports[-1]) if exports else None
+    if as_json:
+        print(json.dumps({**asdict(best), "command": best.command,
+                          "experiment": str(path) if path else None}))
+        return 0
+    print(f"study {best.study}: best trial {best.trial}, objective {best.value:g}")
+    if best.recheck:
+        r = best.recheck
+        print(f"  recheck winner on {len(r['seeds'])} fresh seeds: test mean {r['mean']:.1f} "
+              f"(95% CI {r['ci95'][0]:.1f}-{r['ci95'][1]:.1f}), solved {r['solved']}/"
+              f"{len(r['seeds'])} (>= {r['threshold']:g}), objective there {r['score']:.1f}")
+    else:
+        print("  (no recheck: the best objective on the trial's own seeds)")
+    print(f"  MLflow run: {best.run_id}")
+    for key, value in best.params.items():
+        print(f"  {key} = {value}")
+    print(f"train it again:\n  {best.command}")
+    if path:
+        print(f"wrote {path}; train it with:\n  "
+              f"{command_line('train', [f'+experiment={path.stem}'])}")
+    else:
+        print(f"as an experiment file: {command_line('best', ['export=NAME'])}")
+    print(f"judge it on many seeds:\n  python -m sweep evaluate {best.run_id} seeds=10")
+    return 0

@@ -1,0 +1,211 @@
+"""The recheck: once the trial budget is spent, the leaders retrain on fresh seeds.
+
+The ``sweep.recheck_top_k`` best trials each train their config on the same
+``sweep.recheck_seeds`` fresh seeds (``sweep.seeds.recheck_seeds``: no trial and no
+``evaluate`` uses them), one seed per task, spread over ``sweep.n_jobs`` worker processes.
+Each finished task is stored at once in the study (a study user attr), so a killed recheck
+resumes with what is missing. The winner is the leader whose delivered agents solve the
+env on the most fresh seeds, ties broken by the objective on those seeds; ``best``,
+``reproduce best``, ``evaluate best`` and ``export`` use it.
+
+In MLflow: a ``recheck-trial-NNN`` run per leader under the sweep's parent run, a run per
+seed under it; the parent gets ``recheck_leaders.png`` (per-seed points, mean and 95%
+interval) and the winner's tags.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from rltrain.secrets import masked_entry
+from rltrain.tracking import Tracker, tracked_run
+from sweep import objective, seeds, stats
+from sweep.runs import end_orphans
+from sweep.settings import Plan
+
+KEY = "recheck"  # study user attr: {"<trial>/<seed>": result}
+WINNER = "recheck_winner"  # study user attr: the winner and its fresh-seed statistics
+
+
+@dataclass
+class Leader:
+    """A rechecked trial and its fresh-seed results."""
+
+    trial: FrozenTrial
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> result
+
+    @property
+    def scores(self) -> list[float]:
+        return [r["score"] for _, r in sorted(self.results.items())]
+
+    @property
+    def tests(self) -> list[float]:
+        return [r["test"] for _, r in sorted(self.results.items())]
+
+    def solved(self, threshold: float) -> int:
+        return sum(t >= threshold for t in self.tests)
+
+
+def leaders(study: optuna.Study, plan: Plan) -> list[Leader]:
+    """The ``recheck_top_k`` best complete trials, with the results stored so far."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done.sort(key=lambda t: t.value, reverse=plan.settings.direction == "maximize")
+    stored = study.user_attrs.get(KEY, {})
+    out = []
+    for t in done[:plan.settings.recheck_top_k]:
+        mine = {int(k.split("/")[1]): v for k, v in stored.items()
+                if k.split("/")[0] == str(t.number)}
+        out.append(Leader(t, mine))
+    return out
+
+
+def missing(study: optuna.Study, plan: Plan) -> list[tuple[Leader, int]]:
+    """(leader, seed) tasks without a stored result."""
+    fresh = seeds.recheck_seeds(plan.settings.seed, plan.settings.recheck_seeds)
+    return [(lead, s) for lead in leaders(study, plan) for s in fresh if s not in lead.results]
+
+
+def threshold_of(plan: Plan) -> float:
+    """The solve threshold of the env the study trains on (NaN when it has none)."""
+    from rltrain.config import compose_config, reward_threshold
+
+    return reward_threshold(compose_config(plan.fixed).env)
+
+
+def winner(study: optuna.Study, plan: Plan) -> Leader | None:
+    """The recheck's winner once every leader has all its seeds, else None."""
+    if plan.settings.recheck_top_k < 1 or missing(study, plan):
+        return None
+    found = leaders(study, plan)
+    if not found:
+        return None
+    threshold = threshold_of(plan)
+    sign = 1 if plan.settings.direction == "maximize" else -1
+
+    def rank(lead: Leader) -> tuple[int, float]:
+        value = objective.aggregate(lead.scores, plan.settings.aggregate)
+        return lead.solved(threshold), sign * value
+
+    return max(found, key=rank)
+
+
+_STOP: Any = None  # in a worker process: the invocation's Ctrl-C event
+
+
+def _init_worker(stop: Any) -> None:
+    import signal
+
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process turns Ctrl-C into `stop`
+
+
+@masked_entry
+def _task(plan: Plan, number: int, overrides: list[str], seed: int,
+          run_id: str) -> dict[str, Any]:
+    """Worker process: train one leader's config on one fresh seed, under its recheck run."""
+    from rltrain.run import tracked_train
+    from sweep.trial import Guard, seed_config
+
+    cfg = seed_config(plan, number, overrides, seed)
+    cfg.output_dir = str(Path(cfg.output_dir).parent.parent / f"recheck-{number:03d}-{seed}")
+    cfg.tracking.run_name = f"recheck-trial-{number:03d}-seed-{seed}"
+
+    def should_stop() -> str:
+        return "stopped by Ctrl-C" if _STOP is not None and _STOP.is_set() else ""
+
+    run, result = tracked_train(cfg, overrides=overrides, callbacks=[Guard(should_stop)],
+                                tags={"sweep.study": plan.settings.study_name,
+                                      "sweep.role": "recheck-seed", "sweep.recheck_of": number},
+                                parent_run_id=run_id)
+    s = plan.settings
+    if s.metric == "test/mean_reward":
+        score = result.test_mean_reward
+    else:
+        score = objective.seed_score([v for _, v in result.evaluations], s.seed_score,
+                                     s.score_last_n)
+    return {"number": number, "seed": seed, "run_id": run, "score": score,
+            "test": result.test_mean_reward, "final_test": result.final_test_mean_reward,
+            "evaluations": result.evaluations}
+
+
+def run(plan: Plan, study: optuna.Study, parent: Tracker, stop: Any) -> None:
+    """Run the missing recheck tasks in worker processes, storing each as it ends; then
+    summarize on the parent run. Ctrl-C (``stop``) ends running tasks FAILED."""
+    todo = missing(study, plan)
+    if todo:
+        end_orphans(plan, ("recheck", "recheck-seed"))  # left RUNNING by a killed recheck
+        _run_tasks(plan, study, parent, todo, stop)
+    _report(plan, study, parent)
+
+
+def _run_tasks(plan: Plan, study: optuna.Study, parent: Tracker,
+               todo: list[tuple[Leader, int]], stop: Any) -> None:
+    s = plan.settings
+    numbers = sorted({lead.trial.number for lead, _ in todo})
+    print(f"recheck: {len(todo)} runs ({len(numbers)} leaders x fresh seeds) on "
+          f"{min(s.n_jobs, len(todo))} workers", file=sys.stderr, flush=True)
+    with ExitStack() as stack:
+        runs = {n: stack.enter_context(tracked_run(
+            plan.tracking_uri, plan.experiment, f"recheck-trial-{n:03d}",
+            parent_run_id=parent.run_id, tags={"sweep.study": s.study_name,
+                                               "sweep.role": "recheck", "sweep.recheck_of": n}))
+            for n in numbers}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(s.n_jobs, len(todo)), mp_context=context,
+                                 initializer=_init_worker, initargs=(stop,)) as pool:
+            futures = [pool.submit(_task, plan, lead.trial.number,
+                                   list(lead.trial.user_attrs.get("overrides", [])), seed,
+                                   runs[lead.trial.number].run_id)
+                       for lead, seed in todo]
+            for done, future in enumerate(as_completed(futures), 1):
+                out = future.result()
+                stored = dict(study.user_attrs.get(KEY, {}))
+                stored[f"{out['number']}/{out['seed']}"] = {
+                    k: out[k] for k in ("run_id", "score", "test", "final_test")}
+                study.set_user_attr(KEY, stored)  # at once: a killed recheck resumes here
+                print(f"  recheck trial {out['number']} seed {out['seed']}: score "
+                      f"{out['score']:.1f}, test {out['test']:.1f} ({done}/{len(todo)})",
+                      file=sys.stderr, flush=True)
+
+
+def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:
+    """Print the leaders' fresh-seed results; the plot and the winner go on the parent."""
+    found = leaders(study, plan)
+    if not found or missing(study, plan):
+        return
+    threshold = threshold_of(plan)
+    best = winner(study, plan)
+    print(f"\nrecheck on {plan.settings.recheck_seeds} fresh seeds "
+          f"(delivered agent's test; solved: >= {threshold:g}):")
+    for lead in found:
+        test = stats.summarize(lead.tests, threshold)
+        mark = "  <- winner" if best is not None and lead.trial.number == best.trial.number else ""
+        print(f"  trial {lead.trial.number:3d}  objective {lead.trial.value:6.1f}  "
+              f"recheck {objective.aggregate(lead.scores, plan.settings.aggregate):6.1f}  "
+              f"test {test.line()}{mark}")
+    if best is not None:
+        test = stats.summarize(best.tests, threshold)
+        study.set_user_attr(WINNER, {
+            "trial": best.trial.number, "seeds": sorted(best.results), "tests": best.tests,
+            "scores": best.scores, "solved": best.solved(threshold), "threshold": threshold,
+            "mean": test.mean, "ci95": list(test.mean_ci),
+            "score": objective.aggregate(best.scores, plan.settings.aggregate)})
+        parent.set_tags({"recheck_winner": best.trial.number,
+                         "recheck_winner_run_id": best.trial.user_attrs.get("run_id", "")})
+        parent.log_metric("recheck/winner_solved", best.solved(threshold), 0)
+    from rltrain.plots import leaders_plot
+
+    path = leaders_plot({f"trial {lead.trial.number}": lead.tests for lead in found},
+                        plan.folder / "plots" / "recheck_leaders.png", threshold)
+    parent.log_artifact(path, "plots")
+

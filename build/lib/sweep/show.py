@@ -1,0 +1,77 @@
+"""``--cfg job`` and ``--info``: show what a command would run, then exit.
+
+Nothing here imports TensorFlow or MLflow, or creates a run, a study or a folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+from rltrain.config import (
+    DEFAULT_CONF_DIR,
+    compose_config,
+    conf_dirs,
+    find_option,
+    group_options,
+    mask_url,
+    to_yaml,
+    validate,
+)
+
+SETTINGS_GROUPS = ("sweep", "search")  # multirun's own groups (sweep/settings.py)
+
+
+def job_config(overrides: list[str]) -> str:
+    """``train --cfg job``: the composed and validated training config as YAML, masked."""
+    cfg = compose_config(overrides)
+    validate(cfg)
+    return to_yaml(cfg)
+
+
+def sweep_config(overrides: list[str]) -> str:
+    """``multirun --cfg job``: the checked sweep settings, the search space and the overrides
+    every trial gets, as YAML, masked."""
+    from sweep.settings import plan
+
+    p = plan(overrides)
+    settings = asdict(p.settings)
+    doc = {"sweep": settings, "search": p.space.describe(), "fixed": p.fixed}
+    text = yaml.safe_dump(doc, sort_keys=False, width=100)
+    return mask_url(f"# search={p.search_name}; storage {p.storage}\n{text}")
+
+
+def groups(conf_dir: Path = DEFAULT_CONF_DIR) -> dict[str, list[str]]:
+    """``{"agent": ["dqn"], ...}``: every config group (``--config-dir``'s and conf/'s) and
+    its options."""
+    names = sorted({d.name for c in conf_dirs(conf_dir) for d in c.iterdir() if d.is_dir()})
+    return {name: group_options(name, conf_dir) for name in names}
+
+
+def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
+    """``--info``: config groups (``groups``), search spaces (``searches``) or both."""
+    lines: list[str] = []
+    found = groups(conf_dir)
+    if what in ("groups", "all"):
+        where = ", ".join(str(d) for d in conf_dirs(conf_dir))
+        lines.append(f"config groups ({where}: <group>/<option>.yaml, the first found wins):")
+        for group, options in found.items():
+            if group in SETTINGS_GROUPS:
+                continue
+            how = "+experiment=NAME" if group == "experiment" else f"{group}=OPTION"
+            lines.append(f"  {group:<11} {', '.join(options):<40} {how}")
+        lines.append("multirun's own groups:")
+        for group in SETTINGS_GROUPS:
+            lines.append(f"  {group:<11} {', '.join(found.get(group, [])):<40} {group}=OPTION")
+    if what in ("searches", "all"):
+        lines.append("search spaces (python -m sweep multirun search=NAME):")
+        for name in found.get("search", []):
+            path = find_option(f"search/{name}.yaml", conf_dir)
+            entries = OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[arg-type]
+            lines.append(f"  {name}:")
+            for key, value in entries.items():  # type: ignore[union-attr]
+                lines.append(f"    {key}: {value}")
+    return mask_url("\n".join(lines))

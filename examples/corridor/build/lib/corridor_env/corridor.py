@@ -3,7 +3,8 @@
 Actions: 0 left, 1 right. Reward: -0.01 a step, +1 on reaching the goal (the episode ends
 there). The best return is ``1 - 0.01 * (length - 2)``. Observations: ``"box"`` the position
 scaled to [0, 1]; ``"dict"`` a Dict of the cell (Discrete) and the distance to the goal (Box),
-which a DQN takes through ``gymnasium.wrappers.FlattenObservation``.
+which a DQN takes through ``gymnasium.wrappers.FlattenObservation``; ``"rgb"`` the picture
+``render`` draws (uint8, 16 x 16*length x 3).
 """
 
 from __future__ import annotations
@@ -23,17 +24,22 @@ class CorridorEnv(gym.Env):
                  render_mode: str | None = None) -> None:
         if length < 2:
             raise ValueError(f"length={length}: must be >= 2")
-        if observation not in ("box", "dict"):
-            raise ValueError(f"observation={observation!r}: must be 'box' or 'dict'")
+        if observation not in ("box", "dict", "rgb"):
+            raise ValueError(f"observation={observation!r}: must be 'box', 'dict' or 'rgb'")
         self.length, self.observation, self.render_mode = length, observation, render_mode
         self.action_space = gym.spaces.Discrete(2)
         distance = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
-        self.observation_space = distance if observation == "box" else gym.spaces.Dict(
-            {"cell": gym.spaces.Discrete(length), "distance": distance})
+        self.observation_space = {
+            "box": distance,
+            "dict": gym.spaces.Dict({"cell": gym.spaces.Discrete(length), "distance": distance}),
+            "rgb": gym.spaces.Box(0, 255, shape=(16, 16 * length, 3), dtype=np.uint8),
+        }[observation]
         self.cell = 0
 
     def _obs(self) -> Any:
         distance = np.array([(self.length - 1 - self.cell) / (self.length - 1)], np.float32)
+        if self.observation == "rgb":
+            return self.render()
         return distance if self.observation == "box" else {"cell": self.cell,
                                                            "distance": distance}
 

@@ -1,1 +1,0 @@
-"""rltrain: train and track a keras-rl2 DQN agent from a Hydra-composed config."""

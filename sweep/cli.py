@@ -24,6 +24,7 @@ STUDY_OPTIONS = {"best": ("export",), "reproduce": (),
                  "register": ("name",)}
 LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
 DATABASES = ("postgresql", "postgres", "mysql", "mssql", "oracle")  # sqlite: a local file
+OVERRIDES_VAR = "SWEEP_OVERRIDES"  # overrides appended to every train/multirun/worker line
 
 
 class Parser(argparse.ArgumentParser):
@@ -180,10 +181,23 @@ def parse(args: Sequence[str]) -> Command | None:
         return None
     command, rest = normalize(args)
     ns = parsers[command].parse_intermixed_args(rest)
-    return Command(command, list(ns.overrides), target=getattr(ns, "target", ""),
+    return Command(command, [*ns.overrides, *appended(command)], target=getattr(ns, "target", ""),
                    cfg=getattr(ns, "cfg", None) or "", info=getattr(ns, "info", None) or "",
                    as_json=getattr(ns, "json", False), port=getattr(ns, "port", 5000),
                    config_dir=ns.config_dir, line=list(args))
+
+
+def appended(command: str) -> list[str]:
+    """``SWEEP_OVERRIDES="train.nb_steps=1000 sweep.n_trials=4"``: overrides appended to
+    every ``train``, ``multirun`` and ``worker`` line (they win over the line's own; ``sweep.*``
+    only for the sweeps): a smoke run of any command as written, e.g. the README's."""
+    if command not in ("train", "multirun", "worker"):
+        return []
+    try:
+        given = shlex.split(os.environ.get(OVERRIDES_VAR, ""))
+    except ValueError as err:
+        raise ConfigError(f"{OVERRIDES_VAR}: {err}") from err
+    return [o for o in given if command != "train" or not key_of(o).startswith("sweep.")]
 
 
 def command_line(command: str, args: Sequence[str]) -> str:

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 PASSWORD = "s3cret-pw"  # a test cluster's password: what the masking tests look for
@@ -43,9 +44,23 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A running test cluster: its port and the folder of its Unix socket (the ``postgres``
+    superuser connects there without a password)."""
+
+    port: int
+    sockets: Path
+
+    def psql(self, sql: str) -> None:
+        subprocess.run(_as_postgres(["psql", "-h", str(self.sockets), "-p", str(self.port),
+                                     "-U", "postgres", "-q", "-c", sql]),
+                       check=True, capture_output=True, text=True)
+
+
 @contextmanager
-def postgres() -> Iterator[str]:
-    """A PostgreSQL cluster on 127.0.0.1; yields ``postgresql://sweep:PW@127.0.0.1:PORT/optuna``."""
+def cluster() -> Iterator[Cluster]:
+    """An empty PostgreSQL cluster on 127.0.0.1 (password logins over TCP), stopped at the end."""
     root = Path(tempfile.mkdtemp(prefix="pg-"))
     data, sockets = root / "data", root / "run"
     sockets.mkdir()
@@ -60,14 +75,20 @@ def postgres() -> Iterator[str]:
     run(pg_bin("pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start", "-o",
         f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1")
     try:
-        psql = ["psql", "-h", str(sockets), "-p", str(port), "-U", "postgres", "-q", "-c"]
-        run(*psql, f"CREATE ROLE sweep LOGIN PASSWORD '{PASSWORD}'")
-        run(*psql, "CREATE DATABASE optuna OWNER sweep")
-        yield f"postgresql://sweep:{PASSWORD}@127.0.0.1:{port}/optuna"
+        yield Cluster(port, sockets)
     finally:
         subprocess.run(_as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate",
                                      "stop"]), capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A PostgreSQL cluster on 127.0.0.1; yields ``postgresql://sweep:PW@127.0.0.1:PORT/optuna``."""
+    with cluster() as pg:
+        pg.psql(f"CREATE ROLE sweep LOGIN PASSWORD '{PASSWORD}'")
+        pg.psql("CREATE DATABASE optuna OWNER sweep")
+        yield f"postgresql://sweep:{PASSWORD}@127.0.0.1:{pg.port}/optuna"
 
 
 class MlflowServer:

@@ -415,7 +415,8 @@ def check_env(env: DictConfig) -> None:
     plain = envs.split_id(env.id)[1]
     envs.register_ale(plain)
     if plain not in gym.envs.registry:
-        after = f" (after importing {', '.join(modules)})" if modules else ""
+        after = f" (after importing {', '.join(modules)})" if modules else \
+            " (an env of a package: env.id=PACKAGE:NAME, or env.imports=[PACKAGE])"
         raise ConfigError(f"env.id={env.id}: not a registered gymnasium environment{after}")
     ale = envs.spec(env).entry_point == envs.ALE_ENTRY_POINT
     if env.preprocessing == "atari" and not ale:

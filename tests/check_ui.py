@@ -68,8 +68,9 @@ def tiny_sweep(folder: Path) -> None:
 
 
 def start_ui(folder: Path, port: int) -> tuple[subprocess.Popen[str], Links]:
-    """``python -m sweep.ui --port PORT`` in ``folder``; the links it prints once serving."""
-    proc = subprocess.Popen([sys.executable, "-m", "sweep.ui", "--port", str(port)],
+    """``python -m sweep ui --port PORT`` in ``folder`` (the command as the README spells
+    it); the links it prints once serving."""
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", "ui", "--port", str(port)],
                             cwd=folder, env=project_env(), stdout=subprocess.PIPE,
                             stderr=(folder / "ui.err").open("w"), text=True)
     assert proc.stdout is not None

@@ -37,7 +37,8 @@ def fill(memories: list, n: int, seed: int, episode_len: tuple[int, int] = (3, 1
 @pytest.mark.parametrize("limit", [50, 1000])  # 50: the ring buffer has wrapped around
 def test_memory_returns_same_experiences(window_length: int, limit: int) -> None:
     stock = SequentialMemory(limit=limit, window_length=window_length)
-    fast = FastSequentialMemory(limit=limit, window_length=window_length)
+    fast = FastSequentialMemory(limit=limit, window_length=window_length,
+                                streams=Streams(0, "keras-rl"))
     fill([stock, fast], 300, seed=window_length)
     assert fast.nb_entries == stock.nb_entries == min(300, limit)
     for trial in range(20):
@@ -48,7 +49,7 @@ def test_memory_returns_same_experiences(window_length: int, limit: int) -> None
         expected = stock.sample(32)
         random.seed(trial + 1)  # the fast memory must not read the global streams
         np.random.seed(trial + 1)
-        fast.streams = Streams(trial)
+        fast.streams = Streams(trial, "keras-rl")
         got = fast.sample(32)
         for e, g in zip(expected, got, strict=True):
             np.testing.assert_array_equal(np.array(g.state0), np.array(e.state0))
@@ -58,9 +59,41 @@ def test_memory_returns_same_experiences(window_length: int, limit: int) -> None
     idxs = list(range(window_length, min(300, limit) - 1, 7))[:32]  # explicit indexes
     random.seed(1)
     expected = stock.sample(len(idxs), idxs)
-    fast.streams = Streams(1)
+    fast.streams = Streams(1, "keras-rl")
     for e, g in zip(expected, fast.sample(len(idxs), idxs), strict=True):
         np.testing.assert_array_equal(np.array(g.state0), np.array(e.state0))
+
+
+@pytest.mark.parametrize("sampling", ["fast", "keras-rl"])
+@pytest.mark.parametrize("window_length", [1, 3])
+def test_sampling_is_uniform_over_valid_transitions(sampling: str, window_length: int) -> None:
+    """Both samplers draw every valid transition (never one that starts after a terminal)
+    equally often, distinct within a batch where nothing was drawn again."""
+    from scipy.stats import chisquare
+
+    memory = FastSequentialMemory(limit=400, window_length=window_length,
+                                  streams=Streams(5, sampling))
+    fill([memory], 400, seed=3)
+    counts = np.zeros(memory.nb_entries + 1, dtype=np.int64)
+    for _ in range(600):
+        idx = memory.draw_indexes(32)
+        assert not memory.terminals[memory._slots(idx - 2)].any()
+        counts += np.bincount(idx, minlength=len(counts))
+    valid = [i for i in range(window_length + 1, memory.nb_entries)
+             if not memory.terminals[memory._slots(np.int64(i - 2))]]
+    assert counts[[i for i in range(len(counts)) if i not in valid]].sum() == 0
+    assert chisquare(counts[valid]).pvalue > 1e-3  # uniform (fails for a biased draw)
+
+
+def test_fast_sampling_is_seeded_and_not_keras_rl_stream() -> None:
+    def draws(sampling: str, seed: int) -> np.ndarray:
+        memory = FastSequentialMemory(limit=400, window_length=1, streams=Streams(seed, sampling))
+        fill([memory], 400, seed=3)
+        return np.concatenate([memory.draw_indexes(32) for _ in range(5)])
+
+    np.testing.assert_array_equal(draws("fast", 1), draws("fast", 1))
+    assert not np.array_equal(draws("fast", 1), draws("fast", 2))
+    assert not np.array_equal(draws("fast", 1), draws("keras-rl", 1))
 
 
 def test_truncation_bootstraps_only_when_asked() -> None:
@@ -141,7 +174,7 @@ def test_train_steps_match_stock(variant: str) -> None:
             agent.step = step
             random.seed(step)  # stock draws from the global streams, fast from its own
             np.random.seed(step)
-            fast.memory.streams = Streams(step)
+            fast.memory.streams = Streams(step, "keras-rl")
             metrics.append(agent.backward(0.5, terminal=False))
         np.testing.assert_allclose(metrics[1], metrics[0], rtol=10 * rtol, atol=atol)
         for mine, theirs in [(fast.model, stock.model), (fast.target_model, stock.target_model)]:
@@ -157,7 +190,7 @@ def test_same_seed_same_episodes_as_stock(tiny, seed: int) -> None:
     """Same random calls and the same arithmetic: whole episodes (hundreds of training
     steps) come out identical, until float rounding flips one greedy action."""
     overrides = ["train.nb_steps=600", "train.eval_interval=0", "train.checkpoint_interval=0",
-                 "train.test_episodes=0", f"seed={seed}"]
+                 "train.test_episodes=0", f"seed={seed}", "agent.memory.sampling=keras-rl"]
     stock = train(tiny("agent.impl=keras-rl", *overrides), Path("stock"))
     fast = train(tiny("agent.impl=fast", *overrides), Path("fast"))
     assert len(stock.episode_rewards) > 15

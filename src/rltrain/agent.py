@@ -94,7 +94,7 @@ def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int,
     if cfg.impl == "fast":
         from rltrain.fast import FastDQNAgent, FastSequentialMemory, Streams
 
-        streams = Streams(seed)
+        streams = Streams(seed, cfg.memory.sampling)
         policy, test_policy = build_policies(cfg, streams)
         memory = FastSequentialMemory(limit=cfg.memory.limit, streams=streams,
                                       window_length=cfg.memory.window_length)

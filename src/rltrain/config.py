@@ -78,6 +78,7 @@ class ModelConfig:
 class MemoryConfig:
     limit: int = 50000
     window_length: int = 1
+    sampling: str = "fast"  # fast: vectorised draws; keras-rl: keras-rl2's exact random calls
 
 
 @dataclass
@@ -297,6 +298,8 @@ def validate(cfg: DictConfig) -> None:
         ("agent.memory.limit", a.memory.limit, a.memory.limit >= 1, "must be >= 1"),
         ("agent.memory.window_length", a.memory.window_length, a.memory.window_length >= 1,
          "must be >= 1"),
+        ("agent.memory.sampling", a.memory.sampling, a.memory.sampling in ("fast", "keras-rl"),
+         "must be fast (vectorised draws) or keras-rl (keras-rl2's exact random calls)"),
         ("agent.policy.value_max", a.policy.value_max, 0 <= a.policy.value_max <= 1,
          "must be in [0, 1]"),
         ("agent.policy.value_min", a.policy.value_min, 0 <= a.policy.value_min <= 1,

@@ -9,7 +9,8 @@ dueling, gamma, batch size, train interval). What changes is how it is called:
 - actions come from a numpy forward pass over those weights (no session call);
 - ``FastSequentialMemory`` keeps transitions in preallocated numpy arrays (uint8 frames
   stay uint8, anything else is float32) and gathers a batch with fancy indexing, drawing
-  indices with the same random calls as keras-rl2.
+  its indices in one vectorised call (keras-rl2's distribution; ``Streams`` with
+  ``sampling="keras-rl"``: keras-rl2's exact random calls).
 
 The memory also records time-limit truncation apart from termination:
 with ``bootstrap_on_truncation=True`` a truncated episode bootstraps from its last
@@ -42,6 +43,9 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+SAMPLING = ("fast", "keras-rl")  # agent.memory.sampling
+
+
 class Streams:
     """An agent's own random streams, seeded like the global ones keras-rl2 uses.
 
@@ -49,15 +53,29 @@ class Streams:
     ``np`` for ``numpy.random`` (exploration, and indices drawn with replacement), so one
     agent draws exactly what stock keras-rl2 draws after ``random.seed(seed)`` and
     ``np.random.seed(seed)``, and agents trained side by side never share a stream.
+
+    ``sampling="fast"`` (the default) draws replay indices from ``gen``, a numpy Generator,
+    in one vectorised call per batch (and one per round of re-draws after terminals): the
+    same distribution as keras-rl2's (uniform over the valid transitions, without
+    replacement), not the same numbers. ``"keras-rl"`` keeps keras-rl2's exact stream
+    (``random.sample`` over a range: one Python call per index).
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, sampling: str = "fast") -> None:
+        if sampling not in SAMPLING:
+            raise ValueError(f"sampling={sampling!r}: one of {', '.join(SAMPLING)}")
         self.py = random.Random(seed)
         self.np = np.random.RandomState(seed)
+        self.gen = np.random.default_rng(seed)
+        self.exact = sampling == "keras-rl"
 
     def batch_indexes(self, low: int, high: int, size: int) -> list[int] | np.ndarray:
         """keras-rl2's ``sample_batch_indexes`` on these streams (without its warning:
         a batch larger than the memory is drawn with replacement, as keras-rl2 does)."""
+        if not self.exact:
+            if high - low >= size:
+                return low + self.gen.choice(high - low, size, replace=False)
+            return self.gen.integers(low, high, size=size)
         if high - low >= size:
             return self.py.sample(range(low, high), size)
         return self.np.randint(low, high, size=size)  # = np.random.random_integers(low, high-1)
@@ -146,6 +164,12 @@ class FastSequentialMemory(Memory):
         idx = np.array(batch_idxs, dtype=np.int64) + 1
         assert len(idx) == batch_size
         after_terminal = self.terminals[self._slots(idx - 2)]
+        if not self.streams.exact:  # every re-draw of a round in one call
+            while after_terminal.any():
+                idx[after_terminal] = self.streams.gen.integers(
+                    self.window_length + 1, self.nb_entries, size=int(after_terminal.sum()))
+                after_terminal = self.terminals[self._slots(idx - 2)]
+            return idx
         for k in np.flatnonzero(after_terminal):  # in order: the same random calls as stock
             i = idx[k]
             while self.terminals[self._slots(np.int64(i - 2))]:

@@ -117,3 +117,19 @@ def test_passwords_are_masked() -> None:
     assert mask_url("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
     cfg = compose_config(["tracking.uri=http://alice:hunter2@mlflow:5000"])
     assert "hunter2" not in str(flatten(cfg))
+
+
+def test_a_config_saved_before_the_vectorised_sampler_keeps_keras_rl_draws(tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from rltrain.config import load_saved, to_yaml
+
+    cfg = compose_config([])
+    now = tmp_path / "now.yaml"
+    now.write_text(to_yaml(cfg))
+    assert load_saved(now).agent.memory.sampling == "fast"
+    data = OmegaConf.to_container(cfg)
+    del data["agent"]["memory"]["sampling"]  # as a run of the previous release saved it
+    old = tmp_path / "old.yaml"
+    old.write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
+    assert load_saved(old).agent.memory.sampling == "keras-rl"

@@ -255,8 +255,13 @@ def group_choice(override: str, config_dir: Path | None = None) -> str:
 
 def load_saved(path: Path) -> DictConfig:
     """A run's saved ``config.yaml`` on today's schema: a key added since gets its default,
-    a wrong type or unknown key fails."""
-    return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))  # type: ignore[return-value]
+    a wrong type or unknown key fails. A run saved before ``agent.memory.sampling`` existed
+    drew keras-rl2's exact stream, and keeps it."""
+    saved = OmegaConf.load(path)
+    if OmegaConf.select(saved, "agent.memory") is not None \
+            and OmegaConf.select(saved, "agent.memory.sampling") is None:
+        OmegaConf.update(saved, "agent.memory.sampling", "keras-rl")
+    return OmegaConf.merge(OmegaConf.structured(Config), saved)  # type: ignore[return-value]
 
 
 def unknown_keys(data: dict[str, Any], schema: type, prefix: str = "") -> list[str]:

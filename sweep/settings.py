@@ -24,6 +24,8 @@ from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, group_choice, validate
+from rltrain.secrets import mask_login
+from rltrain.urls import STORAGE_SCHEMES, check_url
 from sweep import objective, seeds
 from sweep import space as space_
 
@@ -325,7 +327,8 @@ def resolve_storage(storage: str, folder: Path) -> str:
     """Empty: a journal file in the study's folder; a URL; or a journal file path."""
     if not storage:
         return str(folder / "study.log")
+    check_url("sweep.storage", storage, STORAGE_SCHEMES)
     if "://" in storage or storage.endswith((".log", ".journal")):
         return storage
-    raise ConfigError(f"sweep.storage={storage}: give an Optuna storage URL (sqlite:///x.db, "
-                      "postgresql://...) or a journal file path ending in .log")
+    raise ConfigError(f"sweep.storage={mask_login(storage)}: give an Optuna storage URL "
+                      "(sqlite:///x.db, postgresql://...) or a journal file path ending in .log")

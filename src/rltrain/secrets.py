@@ -101,7 +101,7 @@ def register_environment() -> None:
     for name, value in os.environ.items():
         if _SECRET_NAME.search(name) and len(value) >= _MIN_LITERAL:
             _known.add(value)
-        elif "://" in value:
+        elif "@" in value:  # a login in a URL, well-formed or not
             register_secrets(value)
 
 

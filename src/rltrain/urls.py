@@ -53,14 +53,17 @@ def _has_login(value: str) -> bool:
 
 
 def _authority_problem(url: str, base: str) -> str:
-    """A URL naming a host must have one: at most one '@', before it, and a numeric port; a
-    file or sqlite URL takes no login."""
+    """A URL naming a host must have one: at most one '@', before it (a query may hold more),
+    and a numeric port; a file or sqlite URL names no host and no login."""
     parts = urlsplit(url)
+    if base in ("sqlite", "file"):
+        return "" if parts.netloc in ("", "localhost") else \
+            f"a {base} URL names no host nor login: {base}:///path (three slashes)"
     if base not in NETWORK:
-        return f"a {base} URL takes no user or password" if "@" in parts.netloc else ""
+        return f"a {base} URL takes no user or password" if _has_login(url) else ""
     if parts.netloc.count("@") > 1:
         return f"more than one '@' before the host: {ENCODE}"
-    if "@" in url and "@" not in parts.netloc:
+    if "@" in parts.path:  # a raw '/' or '@' in the password
         return f"an '@' after the host: {ENCODE}"
     try:
         parts.port  # noqa: B018 - raises ValueError when not a number

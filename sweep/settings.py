@@ -25,7 +25,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, group_choice, validate
 from rltrain.secrets import mask_login
-from rltrain.urls import STORAGE_SCHEMES, check_url
+from rltrain.urls import STORAGE_SCHEMES, TRACKING_SCHEMES, check_url
 from sweep import objective, seeds
 from sweep import space as space_
 
@@ -145,6 +145,7 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
     base = bases.setdefault(tuple(space.fixed.values()),
                             compose_config(list(space.fixed.values()), conf_dir))
     validate(base)
+    check_url("tracking.uri", base.tracking.uri, TRACKING_SCHEMES)  # also one from a YAML file
     check_values(base, space, groups, conf_dir)
     check_fit(settings, base, space)
     folder = Path(settings.dir) / settings.study_name

@@ -117,3 +117,20 @@ def test_bad_input_fails_safe(args: list[str], message: str, workdir: Path, stor
     assert not (workdir / "multirun").exists(), "a study folder was created"
     assert not written(workdir), f"files were written: {written(workdir)}"
     assert elapsed < 15, f"took {elapsed:.1f} s"
+
+
+def test_a_url_of_the_wrong_form_in_a_config_file_is_refused(tmp_path: Path) -> None:
+    """Not only the command line's: a tracking URI from an experiment file is checked too."""
+    import shutil
+
+    from rltrain.config import DEFAULT_CONF_DIR, ConfigError
+    from sweep.settings import plan
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    (conf / "experiment" / "typo.yaml").write_text(
+        f"# @package _global_\ntracking:\n  uri: http//u:{SECRET}@127.0.0.1:1\n")
+    with pytest.raises(ConfigError) as refused:
+        plan(["+experiment=typo"], conf)
+    assert str(refused.value).startswith("tracking.uri=http//***@127.0.0.1:1: not a URL")
+    assert SECRET not in str(refused.value)

@@ -108,6 +108,7 @@ def dispatch(cmd: Command) -> int:
     if cmd.info:
         print(show.info(cmd.info))
         return 0
+    cli.check_urls(cmd.overrides)  # before any URL is composed, printed or written
     if cmd.name == "train":
         cli.refuse_sweeps(cmd)
     if cmd.cfg:

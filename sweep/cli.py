@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rltrain.config import ConfigError, mask_url, user_conf_dir
+from rltrain.urls import DATABASES, STORAGE_SCHEMES, TRACKING_SCHEMES, check_url
 
 PROG = "python -m sweep"
 MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
@@ -23,8 +24,8 @@ STUDY_OPTIONS = {"best": ("export",), "reproduce": (),
                  "evaluate": ("seeds", "jobs", "threshold", "first"), "watch": ("episodes",),
                  "register": ("name",)}
 LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
-DATABASES = ("postgresql", "postgres", "mysql", "mssql", "oracle")  # sqlite: a local file
 OVERRIDES_VAR = "SWEEP_OVERRIDES"  # overrides appended to every train/multirun/worker line
+URL_KEYS = {"tracking.uri": TRACKING_SCHEMES, "sweep.storage": STORAGE_SCHEMES}
 
 
 class Parser(argparse.ArgumentParser):
@@ -254,9 +255,25 @@ def tracking_uri(overrides: Sequence[str]) -> str:
     return given[-1] if given else os.environ.get("MLFLOW_TRACKING_URI", "")
 
 
+def check_urls(overrides: Sequence[str]) -> None:
+    """Every URL of the command line (``tracking.uri``, ``sweep.storage``; else
+    ``MLFLOW_TRACKING_URI``) must have a URL's form: checked before anything is composed,
+    printed or written (ConfigError naming the key, the login masked)."""
+    for override in overrides:
+        key = key_of(override)
+        if key in URL_KEYS and "=" in override:
+            check_url(key, override.split("=", 1)[1].strip("'\""), URL_KEYS[key])
+    if not any(key_of(o) == "tracking.uri" for o in overrides):
+        check_url("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", ""),
+                  TRACKING_SCHEMES)
+
+
 def check_tracking(uri: str) -> None:
     """A tracking server or database must answer before any work starts: one masked
-    ``error:`` line within seconds otherwise (a local store is not checked)."""
+    ``error:`` line within seconds otherwise (a local store is not checked). A URI of the
+    wrong form (see ``rltrain.urls``) is refused without a connection."""
+    check_url("tracking.uri" if uri else "MLFLOW_TRACKING_URI",
+              uri or os.environ.get("MLFLOW_TRACKING_URI", ""), TRACKING_SCHEMES)
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
     if scheme in ("http", "https"):

@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from rltrain.secrets import masked_entry
+from rltrain.secrets import mask_url, masked_entry
 from rltrain.tracking import Tracker, tracked_run
 from sweep import objective, seeds, stats
 from sweep.runs import end_orphans
@@ -98,6 +98,16 @@ def winner(study: optuna.Study, plan: Plan) -> Leader | None:
     return max(found, key=rank)
 
 
+def real_overrides(plan: Plan, lead: Leader) -> list[str]:
+    """The leader's config as this invocation's overrides and the trial's sampled values. Not
+    the trial's stored ``overrides``: those are masked (a password in ``tracking.uri`` is
+    ``***`` there), and the recheck's runs go where this invocation's parent run is."""
+    from sweep.trial import trial_overrides
+
+    params = lead.trial.params  # the study's space is this invocation's (study.check_same)
+    return trial_overrides(plan, {k: params[k] for k in plan.space.dimensions if k in params})
+
+
 _STOP: Any = None  # in a worker process: the invocation's Ctrl-C event
 
 
@@ -123,7 +133,8 @@ def _task(plan: Plan, number: int, overrides: list[str], seed: int,
     def should_stop() -> str:
         return "stopped by Ctrl-C" if _STOP is not None and _STOP.is_set() else ""
 
-    run, result = tracked_train(cfg, overrides=overrides, callbacks=[Guard(should_stop)],
+    shown = [mask_url(o) for o in overrides]  # what the run stores
+    run, result = tracked_train(cfg, overrides=shown, callbacks=[Guard(should_stop)],
                                 tags={"sweep.study": plan.settings.study_name,
                                       "sweep.role": "recheck-seed", "sweep.recheck_of": number},
                                 parent_run_id=run_id)
@@ -163,9 +174,8 @@ def _run_tasks(plan: Plan, study: optuna.Study, parent: Tracker,
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(s.n_jobs, len(todo)), mp_context=context,
                                  initializer=_init_worker, initargs=(stop,)) as pool:
-            futures = [pool.submit(_task, plan, lead.trial.number,
-                                   list(lead.trial.user_attrs.get("overrides", [])), seed,
-                                   runs[lead.trial.number].run_id)
+            futures = [pool.submit(_task, plan, lead.trial.number, real_overrides(plan, lead),
+                                   seed, runs[lead.trial.number].run_id)
                        for lead, seed in todo]
             for done, future in enumerate(as_completed(futures), 1):
                 out = future.result()

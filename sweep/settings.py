@@ -34,6 +34,8 @@ from rltrain.config import (
     user_conf_dir,
     validate,
 )
+from rltrain.secrets import mask_login
+from rltrain.urls import STORAGE_SCHEMES, TRACKING_SCHEMES, check_url
 from sweep import objective, seeds
 from sweep import space as space_
 
@@ -153,6 +155,7 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
     base = bases.setdefault(tuple(space.fixed.values()),
                             compose_config(list(space.fixed.values()), conf_dir))
     validate(base)
+    check_url("tracking.uri", base.tracking.uri, TRACKING_SCHEMES)  # also one from a YAML file
     check_values(base, space, groups, conf_dir)
     check_fit(settings, base, space)
     folder = Path(settings.dir) / settings.study_name
@@ -335,7 +338,8 @@ def resolve_storage(storage: str, folder: Path) -> str:
     """Empty: a journal file in the study's folder; a URL; or a journal file path."""
     if not storage:
         return str(folder / "study.log")
+    check_url("sweep.storage", storage, STORAGE_SCHEMES)
     if "://" in storage or storage.endswith((".log", ".journal")):
         return storage
-    raise ConfigError(f"sweep.storage={storage}: give an Optuna storage URL (sqlite:///x.db, "
-                      "postgresql://...) or a journal file path ending in .log")
+    raise ConfigError(f"sweep.storage={mask_login(storage)}: give an Optuna storage URL "
+                      "(sqlite:///x.db, postgresql://...) or a journal file path ending in .log")

@@ -9,7 +9,9 @@ A journal file (the default) serves the workers of one machine; a database URL
   with the same parameters and seeds is queued, up to ``sweep.max_retry`` times (Optuna's
   ``RetryHeartbeatStaleTrialCallback``);
 - the budget check and ``ask`` run under a PostgreSQL advisory lock, so ``sweep.n_trials``
-  stays exact over all machines (a file lock does the same for a journal or SQLite file).
+  stays exact over all machines. A file lock does the same for a journal or SQLite file, for
+  the processes of one machine. Any other database (MySQL ...) has only the invocation's own
+  lock: exact within one invocation, not across them (``budget_note`` says so at the start).
 
 The password of a URL comes from the environment (``PGPASSWORD``) or a ``.pgpass`` file
 (``PGPASSFILE``), or from the URL itself; it is masked wherever the URL is shown.
@@ -133,6 +135,18 @@ def _lock_file(plan: Plan) -> Path | None:
     if plan.storage.startswith("sqlite:///") and ":memory:" not in plan.storage:
         return Path(f"{plan.storage.removeprefix('sqlite:///')}.claim")
     return None
+
+
+def budget_note(plan: Plan) -> str:
+    """A note for a storage on which ``sweep.n_trials`` is exact only within one invocation
+    (a database other than PostgreSQL: no lock that other invocations see); else ""."""
+    scheme = plan.storage.split("://", 1)[0].split("+", 1)[0].lower()
+    if "://" not in plan.storage or scheme in ("postgresql", "postgres", "sqlite"):
+        return ""
+    return (f"note: sweep.storage={mask_url(plan.storage)}: sweep.n_trials is exact within "
+            "this invocation only; workers of other invocations on this storage may run a few "
+            "trials more (exact over every machine: PostgreSQL; on one machine: a journal or "
+            "SQLite file)")
 
 
 @contextmanager

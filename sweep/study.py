@@ -31,7 +31,13 @@ from sweep import recheck, report
 from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
-from sweep.storage import check_storage, claim_lock, fail_stale_trials, open_storage
+from sweep.storage import (
+    budget_note,
+    check_storage,
+    claim_lock,
+    fail_stale_trials,
+    open_storage,
+)
 from sweep.workers import FINISHED, Job, claimed, ctrl_c_sets, failures, run_workers
 
 
@@ -134,6 +140,8 @@ def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
     study (``join``: load an existing one only). Nothing is created when a check fails."""
     check_storage(plan)
     check_server(plan.tracking_uri)
+    if note := budget_note(plan):
+        print(note, file=sys.stderr)
     if join and "://" not in plan.storage and not Path(plan.storage).exists():
         raise ConfigError(f"sweep.study_name={plan.settings.study_name}: no study at "
                           f"{plan.storage}; start it with python -m sweep multirun")

@@ -87,12 +87,16 @@ def port_free(port: int) -> bool:
 
 
 def start_server(store: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``mlflow ui`` (this Python's) on 127.0.0.1:``port``, one worker, output to ``log``."""
+    """``mlflow ui`` (this Python's) on 127.0.0.1:``port``, one worker, output to ``log``.
+    The store reaches it in its environment (``MLFLOW_BACKEND_STORE_URI``, which only this
+    user can read), not on its command line, which every user of the machine sees in ``ps``:
+    a database URI holds a password."""
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store}
     with log.open("wb") as out:
         return subprocess.Popen(  # its own process group: stopped whole (see stop)
-            [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store,
+            [sys.executable, "-m", "mlflow", "ui",
              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True)
 
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,24 +92,42 @@ def postgres() -> Iterator[str]:
         yield f"postgresql://sweep:{PASSWORD}@127.0.0.1:{pg.port}/optuna"
 
 
+AUTH_CONFIG = """[mlflow]
+default_permission = READ
+database_uri = sqlite:///{folder}/basic_auth.db
+admin_username = admin
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
+
+
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 with its own store in ``folder``; ``stop`` and ``start``
-    again keep its port and its store (a tracking server's outage)."""
+    again keep its port and its store (a tracking server's outage). With ``admin_password``:
+    MLflow's basic-auth app, every request needing a login (user ``admin``)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, admin_password: str = "") -> None:
         self.folder, self.port = folder, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_password = admin_password
         self.proc: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> None:
+        env, app = dict(os.environ), []
+        if self.admin_password:  # MLflow ships no admin password: the first start sets it
+            (self.folder / "auth.ini").write_text(AUTH_CONFIG.format(folder=self.folder))
+            env.update(MLFLOW_AUTH_CONFIG_PATH=str(self.folder / "auth.ini"),
+                       MLFLOW_AUTH_ADMIN_PASSWORD=self.admin_password,
+                       MLFLOW_FLASK_SERVER_SECRET_KEY=uuid.uuid4().hex)  # for CSRF tokens
+            app = ["--app-name", "basic-auth"]
         with (self.folder / "server.log").open("a") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+                [sys.executable, "-m", "mlflow", "server", *app, "--host", "127.0.0.1",
                  "--port", str(self.port),
                  "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
                  "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, env=env,
+                start_new_session=True)
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -137,10 +156,10 @@ class MlflowServer:
 
 
 @contextmanager
-def mlflow_server(folder: Path) -> Iterator[MlflowServer]:
+def mlflow_server(folder: Path, admin_password: str = "") -> Iterator[MlflowServer]:
     """A started :class:`MlflowServer` (``.url``: ``http://127.0.0.1:PORT``), stopped at the
     end."""
-    server = MlflowServer(folder)
+    server = MlflowServer(folder, admin_password)
     try:
         server.start()
         yield server

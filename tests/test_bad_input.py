@@ -55,6 +55,35 @@ CASES = [  # (command line, text the error line must contain)
     (["watch", RUN, STORE], f"run {RUN}"),
     (["watch", RUN, "episodes=zero"], "episodes=zero"),
     (["watch", RUN, PG_TRACKING], "tracking.uri=postgresql://u:***@127.0.0.1:1/db"),
+    # URLs of the wrong form: refused before anything is composed, printed or written
+    (["train", f"tracking.uri=http:/user:{SECRET}@127.0.0.1:1"],
+     "tracking.uri=http:/***@127.0.0.1:1: not a URL: a '/' missing after 'http'"),
+    (["train", f"tracking.uri=http//user:{SECRET}@127.0.0.1:1"],
+     "tracking.uri=http//***@127.0.0.1:1: not a URL: a ':' missing after 'http'"),
+    (["train", f"tracking.uri=htp://user:{SECRET}@127.0.0.1:1"],
+     "tracking.uri=htp://***@127.0.0.1:1: unknown scheme 'htp'"),
+    (["train", f"tracking.uri=postgresql:/u:{SECRET}@127.0.0.1:1/db"],
+     "tracking.uri=postgresql:/***@127.0.0.1:1/db: not a URL"),
+    (["train", f"tracking.uri=user:{SECRET}@127.0.0.1:1"], "tracking.uri=user:***@127.0.0.1:1"),
+    (["train", "--cfg", "job", f"tracking.uri=user:/{SECRET}@127.0.0.1:1"], "tracking.uri="),
+    (["train", f"tracking.uri=http://u:x@{SECRET}@127.0.0.1:1"], "more than one '@'"),
+    (["train", f"tracking.uri=http://u:x:{SECRET}@127.0.0.1:1"],               # a ':' is fine
+     "tracking.uri=http://u:***@127.0.0.1:1: no MLflow tracking server answers"),
+    (["multirun", f"sweep.storage=postgresql//u:{SECRET}@127.0.0.1:1/db"],
+     "sweep.storage=postgresql//***@127.0.0.1:1/db: not a URL"),
+    (["multirun", f"sweep.storage=postgresql:/u:{SECRET}@127.0.0.1:1/db"],
+     "sweep.storage=postgresql:/***@127.0.0.1:1/db: not a URL"),
+    (["multirun", f"sweep.storage=postgressql://u:{SECRET}@127.0.0.1:1/db"],
+     "sweep.storage=postgressql://***@127.0.0.1:1/db: unknown scheme 'postgressql'"),
+    (["multirun", f"sweep.storage=postgresql://u:{SECRET}/x@127.0.0.1:1/db"],
+     "sweep.storage=postgresql://***@127.0.0.1:1/db: an '@' after the host"),
+    (["multirun", f"sweep.storage=postgresql://u:x%40{SECRET}@127.0.0.1:1/db"],
+     "sweep.storage=postgresql://u:***@127.0.0.1:1/db: cannot connect"),
+    (["multirun", f"tracking.uri=http:/u:{SECRET}@127.0.0.1:1"], "tracking.uri=http:/***@"),
+    (["worker", f"tracking.uri=u:{SECRET}@127.0.0.1:1"], "tracking.uri=u:***@127.0.0.1:1"),
+    (["evaluate", "best", f"sweep.storage=postgresql:/u:{SECRET}@127.0.0.1:1/db"],
+     "sweep.storage=postgresql:/***@"),
+    (["ui", f"tracking.uri=http//u:{SECRET}@127.0.0.1:1"], "tracking.uri=http//***@"),
 ]
 
 
@@ -88,3 +117,20 @@ def test_bad_input_fails_safe(args: list[str], message: str, workdir: Path, stor
     assert not (workdir / "multirun").exists(), "a study folder was created"
     assert not written(workdir), f"files were written: {written(workdir)}"
     assert elapsed < 15, f"took {elapsed:.1f} s"
+
+
+def test_a_url_of_the_wrong_form_in_a_config_file_is_refused(tmp_path: Path) -> None:
+    """Not only the command line's: a tracking URI from an experiment file is checked too."""
+    import shutil
+
+    from rltrain.config import DEFAULT_CONF_DIR, ConfigError
+    from sweep.settings import plan
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    (conf / "experiment" / "typo.yaml").write_text(
+        f"# @package _global_\ntracking:\n  uri: http//u:{SECRET}@127.0.0.1:1\n")
+    with pytest.raises(ConfigError) as refused:
+        plan(["+experiment=typo"], conf)
+    assert str(refused.value).startswith("tracking.uri=http//***@127.0.0.1:1: not a URL")
+    assert SECRET not in str(refused.value)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import re
+import string
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from rltrain import secrets
+from rltrain.config import ConfigError
 from rltrain.config import mask_url as config_mask_url
-from rltrain.secrets import mask, mask_url, masked_entry, register_secrets, report
+from rltrain.secrets import mask, mask_login, mask_url, masked_entry, register_secrets, report
+from rltrain.urls import NETWORK, TRACKING_SCHEMES, check_url
 from tests.conftest import run_python
 
 
@@ -48,11 +55,121 @@ def test_mask_url_leaves_the_rest_alone(text: str) -> None:
     assert mask_url(text) == text
 
 
+@pytest.mark.parametrize(("text", "masked"), [
+    ("tracking.uri=http:/user:pw1234@host:5000", "tracking.uri=http:/user:***@host:5000"),
+    ("http//user:pw1234@host", "http//user:***@host"),                          # no colon
+    ("htp://user:pw1234@host", "htp://user:***@host"),                          # a typo
+    ("postgresql:/u:pw1234@db/x", "postgresql:/u:***@db/x"),
+    ("sweep.storage=postgresql//u:pw1234@db/x", "sweep.storage=postgresql//u:***@db/x"),
+    ("tracking.uri=user:pw1234@host", "tracking.uri=user:***@host"),            # no scheme
+    ("postgresql://u:p/w:x@y@db/x", "postgresql://u:***@db/x"),                 # '/', ':', '@'
+    ("//u:/pw1234@host", "//u:***@host"),
+])
+def test_mask_url_masks_malformed_urls(text: str, masked: str) -> None:
+    assert mask_url(text) == masked
+
+
+def test_mask_url_leaves_a_models_alias_alone() -> None:
+    """scheme:/path@alias has no login (MLflow's models:/name@alias)."""
+    assert mask_url("models:/dqn-cartpole@champion") == "models:/dqn-cartpole@champion"
+
+
+@dataclass
+class Shape:
+    """A URL-shaped text with a login: where it sits, and what masking must leave of it."""
+
+    url: str
+    text: str          # the URL in some context (a message, a repr, a traceback line)
+    password: str
+    masked: str       # what mask_url must give
+    well_formed: bool  # scheme://user:password@host that the form check must let through
+
+
+SCHEMES = ["http", "https", "postgresql", "postgresql+psycopg2", "mysql", "sqlite", "htp",
+           "postgressql", "HTTP"]
+SEPARATORS = ["://", ":/", "//", ""]  # "": no scheme at all (user:password@host)
+PASSWORD_CHARS = string.ascii_letters + string.digits + "@:/%!$&()*+,;=~._-"
+CONTEXTS = ["{}", "tracking.uri={}", "error: cannot reach {} (refused)", "('{}', 2)",
+            "File x, line 3\n  requests to {}/api/2.0 failed"]
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> Shape:
+    """Logins in URLs of every shape: well-formed, a slash or a colon missing, a typo in the
+    scheme, no scheme; passwords with raw '@', ':', '/', percent escapes; a query with '@'."""
+    scheme, sep = draw(st.sampled_from(SCHEMES)), draw(st.sampled_from(SEPARATORS))
+    user = draw(st.text(string.ascii_letters + string.digits + "._-%", max_size=10))
+    password = draw(st.text(PASSWORD_CHARS, min_size=4, max_size=24).map(
+        lambda text: text.replace("%", "%40")))
+    host = draw(st.from_regex(r"[a-z][a-z0-9.-]{0,12}", fullmatch=True))
+    port = draw(st.sampled_from(["", ":5000", ":1"]))
+    path = draw(st.sampled_from(["", "/optuna", "/api/2.0", "/db?q=a@b", "?email=u@example.org"]))
+    if not sep:
+        scheme = ""
+        assume(not password.startswith("/"))  # user:/x@y reads as scheme:/path (models:/x@y)
+    rest, context = f"{host}{port}{path}", draw(st.sampled_from(CONTEXTS))
+    head = f"{scheme}{sep}{user}:"
+    url = f"{head}{password}@{rest}"
+    text = context.format(url)
+    masked = context.format(f"{head}***@{rest}")
+    assume(password not in masked)  # only then can a test see the password leak
+    well_formed = (sep == "://" and scheme.lower().split("+")[0] in TRACKING_SCHEMES
+                   and scheme.lower().split("+")[0] in NETWORK
+                   and "@" not in password and "/" not in password)
+    return Shape(url, text, password, masked, well_formed)
+
+
+@given(shapes())
+def test_mask_url_masks_the_password_of_every_url_shape(shape: Shape) -> None:
+    masked = mask_url(shape.text)
+    assert masked == shape.masked
+    assert shape.password not in masked
+    assert mask_url(masked) == masked
+
+
+@given(shapes())
+def test_a_registered_password_is_masked_anywhere(shape: Shape) -> None:
+    register_secrets(shape.text)
+    try:
+        assert shape.password not in mask(f"driver: password {shape.password} rejected")
+    finally:
+        secrets.forget_secrets()
+
+
+@given(shapes())
+def test_the_form_check_passes_only_well_formed_urls_and_never_shows_a_password(
+        shape: Shape) -> None:
+    assume(any(c in "!$~" for c in shape.password))  # no word of a message ("data"...) then
+    try:
+        check_url("tracking.uri", shape.url, TRACKING_SCHEMES)
+    except ConfigError as err:
+        assert not shape.well_formed, str(err)
+        assert str(err).startswith("tracking.uri=")
+        assert shape.password not in str(err)
+    else:
+        assert shape.well_formed, shape.url
+
+
+@given(st.text(PASSWORD_CHARS + " ?#", max_size=40), st.text(PASSWORD_CHARS, max_size=20))
+def test_mask_login_keeps_only_the_scheme_before_the_last_at(head: str, host: str) -> None:
+    """The form check's message shows a value of any shape as ``scheme-ish prefix***@host``."""
+    assume("@" not in host)
+    before = mask_login(f"{head}@{host}").rpartition("@")[0]
+    assert re.fullmatch(r"(?:[A-Za-z][\w+.-]*(?::/{0,2}|//)|//)?\*\*\*", before), before
+    assert head.startswith(before.removesuffix(secrets.MASK))
+
+
 def test_known_secrets_are_masked_outside_urls() -> None:
     register_secrets("sweep.storage=postgresql://u:p%40ssw0rd@db/x")
     assert mask("FATAL: password p@ssw0rd rejected") == "FATAL: password *** rejected"
     assert mask("raw p%40ssw0rd") == "raw ***"
     assert mask_url("raw p%40ssw0rd") == "raw p%40ssw0rd"  # what is stored is left alone
+
+
+def test_a_malformed_url_in_the_environment_is_registered(monkeypatch) -> None:
+    monkeypatch.setenv("SOME_STORE", "postgresql//u:" + "hunter22@db/x")  # no '://'
+    secrets.register_environment()
+    assert mask("driver: password hunter22 rejected") == "driver: password *** rejected"
 
 
 def fails(url: str) -> None:

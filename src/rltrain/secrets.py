@@ -29,10 +29,15 @@ DEBUG_VAR = "SWEEP_DEBUG"  # SWEEP_DEBUG=1: full (masked) tracebacks
 _SECRET_WORDS = "password|passwd|pwd|secret|token"
 _MIN_LITERAL = 4  # shorter known secrets are not masked as bare words (too many false hits)
 
-# scheme://[user]:password@host: the password runs to the last '@' before the path, so a raw
-# '@' in it is masked too; an empty user (postgresql://:pw@db/x) is covered.
+# user:password@ in anything URL-shaped: scheme://user:pw@host, a slash or the colon missing
+# (scheme:/, scheme//, //), or no scheme at all (user:pw@host; there a password starting with
+# '/' reads as scheme:/path, as in models:/name@alias, and is left to the form check:
+# rltrain.urls). The password runs to the last '@' before whitespace, a quote, '?' or '#', so
+# a raw '@', ':' or '/' in it is masked too; an empty user (postgresql://:pw@db/x) is covered.
+_USER = r"[^\s:/?#@='\"<>\[\]]{0,256}"
 _URL_PASSWORD = re.compile(
-    r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s?#]*:)(?P<pw>[^/\s?#]*)(?P<tail>@)")
+    rf"(?P<head>(?:[A-Za-z][\w+.-]{{0,64}}(?::/{{1,2}}|//)|//){_USER}:|{_USER}:(?!/))"
+    r"(?P<pw>[^\s?#'\"]{0,256})(?P<tail>@)")
 # ?password=..., &db_token=..., "pwd=..." in a DSN: any key containing one of the words.
 _KEY_VALUE = re.compile(
     rf"(?P<key>\b[\w.-]*(?:{_SECRET_WORDS})[\w.-]*=)(?P<value>'[^']*'|\"[^\"]*\"|[^&\s#'\",;)\]}}]+)",
@@ -48,6 +53,20 @@ def mask_url(text: str) -> str:
     stored (params, config files), since it never touches anything else."""
     text = _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", text)
     return _KEY_VALUE.sub(rf"\g<key>{MASK}", text)
+
+
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][\w+.-]{0,64}(?::/{0,2}|//)|//")
+
+
+def mask_login(url: str) -> str:
+    """A value meant as one URL, however malformed (the form check's message): ``mask_url``,
+    and everything between its scheme and its last '@' replaced (``htp://***@host``,
+    ``user:***@host``), so no password is shown whatever the value's shape."""
+    head, at, host = url.rpartition("@")
+    if not at:
+        return mask_url(url)
+    prefix = _SCHEME_PREFIX.match(head)
+    return mask_url(f"{prefix.group(0) if prefix else ''}{MASK}@{host}")
 
 
 def mask(text: str) -> str:
@@ -82,7 +101,7 @@ def register_environment() -> None:
     for name, value in os.environ.items():
         if _SECRET_NAME.search(name) and len(value) >= _MIN_LITERAL:
             _known.add(value)
-        elif "://" in value:
+        elif "@" in value:  # a login in a URL, well-formed or not
             register_secrets(value)
 
 

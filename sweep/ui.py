@@ -195,10 +195,3 @@ def cmd_ui(args: list[str]) -> int:
         print(f"error: mlflow ui exited with code {code} (log: {log})", file=sys.stderr)
     return code
 
-
-if __name__ == "__main__":  # python -m sweep.ui, until the sweep CLI has the command
-    try:
-        sys.exit(cmd_ui(sys.argv[1:]))
-    except ConfigError as err:
-        print(f"error: {mask_url(str(err))}", file=sys.stderr)
-        sys.exit(2)

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rltrain.config import ConfigError, compose_config, load_saved, validate
+from rltrain.folders import new_folder
 from rltrain.tracking import (
     RunNotFound,
     download_artifact,
@@ -189,7 +190,7 @@ def cmd_watch(args: list[str]) -> int:
         run_id = source_run(here.tracking.uri, run_id)  # models:/NAME/latest -> its run
     except RunNotFound as err:
         raise ConfigError(str(err)) from err
-    folder = Path("outputs") / "watch" / run_id
+    folder = new_folder(Path("outputs") / "watch" / run_id)  # two watches at once: two folders
     cfg = recorded_config(run_id, here, folder)
     try:
         weights = download_artifact(here.tracking.uri, run_id, "dqn_weights.h5", folder)

@@ -82,6 +82,9 @@ def test_evaluate_three_seeds(recorded: str, tracking_uri: str, workdir: Path,
     assert parent.data.metrics["evaluate/solved_fraction"] == pytest.approx(solved / 3)
     assert f"solved {solved}/3" in proc.stdout
     assert {"seed_curves.png", "agent.gif", "config.yaml"} <= artifact_paths(client, parent_id)
+    with Image.open(client.download_artifacts(parent_id, "seed_curves.png")) as png:
+        assert png.info["Title"] == f"evaluate-{client.get_run(recorded).info.run_name}: " \
+                                    "3 seeds' evaluations"
 
 
 @pytest.mark.parametrize(("args", "message"), [

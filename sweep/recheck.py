@@ -20,12 +20,12 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from rltrain.folders import new_folder
 from rltrain.secrets import masked_entry
 from rltrain.tracking import Tracker, tracked_run
 from sweep import objective, seeds, stats
@@ -116,9 +116,8 @@ def _task(plan: Plan, number: int, overrides: list[str], seed: int,
     from rltrain.run import tracked_train
     from sweep.trial import Guard, seed_config
 
-    cfg = seed_config(plan, number, overrides, seed)
-    cfg.output_dir = str(Path(cfg.output_dir).parent.parent / f"recheck-{number:03d}-{seed}")
-    cfg.tracking.run_name = f"recheck-trial-{number:03d}-seed-{seed}"
+    folder = new_folder(plan.folder / f"recheck-{number:03d}-{seed}")  # one per invocation
+    cfg = seed_config(overrides, seed, folder, f"recheck-trial-{number:03d}-seed-{seed}")
 
     def should_stop() -> str:
         return "stopped by Ctrl-C" if _STOP is not None and _STOP.is_set() else ""

@@ -27,7 +27,7 @@ import optuna
 from rltrain.config import ConfigError, mask_url
 from rltrain.secrets import masked_entry
 from rltrain.tracking import check_server, tracked_run
-from sweep import recheck, report
+from sweep import leaders, recheck, report
 from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
@@ -156,10 +156,12 @@ def run(plan: Plan, join: bool = False) -> Outcome:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     s = plan.settings
     storage, study = open_study(plan, join)
+    if not join:  # another budget or other fresh seeds: the winner stands once rechecked
+        leaders.forget_stale_winner(study, plan)
     plan.folder.mkdir(parents=True, exist_ok=True)
     left = s.n_trials - claimed(study)
     report.resuming(study, plan, left, joining=join)
-    to_recheck = not join and bool(recheck.missing(study, plan))
+    to_recheck = not join and bool(leaders.missing(study, plan))
     if left <= 0 and not to_recheck:
         report.summary(study, plan)
         return Outcome(0, "nothing to do")

@@ -7,13 +7,17 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
+import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from rltrain.run import output_dir
+from sweep import leaders, recheck, report
 from sweep import space as space_
 from sweep import study as study_
+from sweep.best import best_trial
 from sweep.settings import plan
 from sweep.storage import open_storage
 from sweep.trial import seeds_of
@@ -67,3 +71,105 @@ def test_a_retried_trial_trains_in_its_own_folder(tracking_uri: str, client: Mlf
     assert seed_run.info.run_name == f"trial-001-seed-{first}"
     assert (original / "dqn_log.json").read_text() == "the original worker's"
     assert sorted(q.name for q in original.iterdir()) == ["dqn_log.json"]
+
+
+def _store_seeds(name: str, first: int, n: int, barrier: Any) -> None:
+    """One recheck invocation (a process of its own) storing results as its tasks end."""
+    p = plan([f"sweep.study_name={name}"])
+    study = optuna.load_study(study_name=name, storage=open_storage(p))
+    barrier.wait()
+    for seed in range(first, first + n):
+        leaders.store(study, {"number": 0, "seed": seed, "run_id": f"run-{seed}",
+                              "score": 1.0, "test": 1.0, "final_test": 1.0})
+
+
+def test_rechecks_at_once_keep_each_other_s_results(workdir: Path) -> None:
+    """Two invocations rechecking one study at once: every result either stores is kept."""
+    import multiprocessing as mp
+
+    p = plan(["sweep.study_name=twice"])
+    study_.create_study(p, open_storage(p))
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_store_seeds, args=("twice", first, 15, barrier))
+             for first in (0, 100)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    got = leaders.stored_results(load("twice"))
+    assert sorted(got) == [(0, s) for s in [*range(15), *range(100, 115)]]
+    assert got[(0, 107)]["run_id"] == "run-107"
+
+
+def _complete(study: optuna.Study, value: float) -> int:
+    trial = study.ask()
+    trial.set_user_attr("run_id", f"run-of-{trial.number}")
+    study.tell(trial, value)
+    return trial.number
+
+
+def _rechecked(study: optuna.Study, number: int, seeds: list[int], tests: list[float]) -> None:
+    for seed, test in zip(seeds, tests, strict=True):
+        leaders.store(study, {"number": number, "seed": seed, "run_id": f"{number}-{seed}",
+                              "score": test, "test": test, "final_test": test})
+
+
+RECHECKED = ["sweep.study_name=ranked", "sweep.n_trials=2", "sweep.recheck_top_k=2",
+             "sweep.recheck_seeds=2", "sweep.n_jobs=1", "sweep.max_failures=0",
+             "agent.policy.value_max=0.5"]
+
+
+def test_the_winner_counts_only_this_recheck_s_seeds(workdir: Path) -> None:
+    """Results on the fresh seeds of another ``sweep.seed``/``sweep.recheck_seeds`` stay
+    stored but do not count: the winner solves the largest fraction of the current ones."""
+    from sweep.seeds import recheck_seeds
+
+    p = plan(RECHECKED)
+    study = study_.create_study(p, open_storage(p))
+    a, b = _complete(study, 10.0), _complete(study, 5.0)
+    now, before = recheck_seeds(0, 2), recheck_seeds(1, 4)  # this line's, an earlier one's
+    _rechecked(study, a, before, [500.0] * 4)  # a solved every seed of the earlier recheck
+    _rechecked(study, a, now, [500.0, 0.0])
+    _rechecked(study, b, now, [500.0, 480.0])
+    assert not leaders.missing(study, p)
+    assert [sorted(lead.results) for lead in leaders.leaders(study, p)] == [now, now]
+    assert leaders.winner(study, p).trial.number == b
+
+
+def _won(workdir: Path, tracking_uri: str) -> tuple[optuna.Study, int, int]:
+    """A study of two trials whose recheck has completed: b wins it, a has the best value."""
+    from rltrain.tracking import tracked_run
+    from sweep.seeds import recheck_seeds
+
+    p = plan([*RECHECKED, f"tracking.uri={tracking_uri}"])
+    study = study_.create_study(p, open_storage(p))
+    a, b = _complete(study, 10.0), _complete(study, 5.0)
+    _rechecked(study, a, recheck_seeds(0, 2), [500.0, 0.0])
+    _rechecked(study, b, recheck_seeds(0, 2), [500.0, 480.0])
+    with tracked_run(tracking_uri, "recheck-test", "parent") as parent:
+        recheck.run(p, study, parent, threading.Event())  # nothing missing: it only decides
+    assert report.chosen(load("ranked"), p).number == b
+    return study, a, b
+
+
+def test_a_stored_winner_falls_when_better_trials_are_not_rechecked(
+        workdir: Path, tracking_uri: str) -> None:
+    study, a, b = _won(workdir, tracking_uri)
+    c = _complete(study, 20.0)  # more trials (a raised budget): c and a lead, not rechecked
+    p = plan([*RECHECKED, "sweep.n_trials=3", f"tracking.uri={tracking_uri}"])
+    assert [lead.trial.number for lead in leaders.leaders(study, p)] == [c, a]
+    assert report.chosen(load("ranked"), p).number == c  # the best objective, until then
+    assert best_trial(["sweep.study_name=ranked"]).trial == c
+
+
+def test_a_raised_budget_drops_the_winner_until_its_recheck_completes(
+        workdir: Path, tracking_uri: str) -> None:
+    """``sweep.n_trials`` 2 -> 3; the new trial fails (the sweep stops there): the recheck
+    of the new budget has not run, so the winner of the old one is not the study's."""
+    study, a, b = _won(workdir, tracking_uri)
+    study.enqueue_trial({"agent.policy.value_min": 0.9})  # > value_max: fails at once
+    outcome = study_.run(plan([*RECHECKED, "sweep.n_trials=3", f"tracking.uri={tracking_uri}"]))
+    assert outcome.exit_code == 1 and "1 trials failed" in outcome.message
+    assert best_trial(["sweep.study_name=ranked"]).trial == a

@@ -61,7 +61,7 @@ def load_existing_study(sweep_args: list[str]) -> Any:
 
 
 def best_trial(sweep_args: list[str]) -> BestTrial:
-    """The recheck's winner (sweep/recheck.py), else the study's best COMPLETE trial;
+    """The recheck's winner (sweep/leaders.py), else the study's best COMPLETE trial;
     ConfigError if it has none."""
     from sweep.leaders import stored_winner
     from sweep.report import retrain_overrides

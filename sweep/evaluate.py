@@ -88,7 +88,7 @@ def cmd_evaluate(args: list[str]) -> int:
     jobs = int_option(request, "jobs", min(2, n_seeds), 1)
     run_id, here = resolve(request)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = recorded_config(run_id, here, Path(tmp))
+        cfg = recorded_config(run_id, here, Path(tmp), request.overrides)
     threshold = threshold_for(cfg, request.options.get("threshold"))
     cfg.train.progress = False  # several workers: one line per finished seed instead
     if cfg.train.test_episodes < 1:

@@ -21,6 +21,7 @@ from sweep.best import best_trial
 from sweep.settings import plan
 from sweep.storage import open_storage
 from sweep.trial import seeds_of
+from tests.conftest import run_cli
 from tests.test_sweep import TINY as SWEEP
 from tests.test_sweep import load
 
@@ -173,3 +174,15 @@ def test_a_raised_budget_drops_the_winner_until_its_recheck_completes(
     outcome = study_.run(plan([*RECHECKED, "sweep.n_trials=3", f"tracking.uri={tracking_uri}"]))
     assert outcome.exit_code == 1 and "1 trials failed" in outcome.message
     assert best_trial(["sweep.study_name=ranked"]).trial == a
+
+
+def test_multirun_refuses_to_search_train_threads(workdir: Path) -> None:
+    """TensorFlow sizes its thread pools once per process: a worker's second trial would
+    silently keep the first one's ``train.threads``. Refused in one line, before any work."""
+    proc = run_cli("multirun", *SWEEP, "train.threads=choice(1,2)", "sweep.n_trials=2",
+                   cwd=workdir, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: train.threads=choice(1,2): train.threads cannot differ between trials "
+        "(TensorFlow sets its thread pools once per worker process); fix it: train.threads=N")
+    assert not (workdir / "multirun").exists()

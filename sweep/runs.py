@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from rltrain.config import mask_url
 from rltrain.tracking import find_runs, tracker_for
 from sweep.settings import Plan
-from sweep.storage import Stale, process_alive
+from sweep.storage import Stale, same_process
 
 
 def tag_trial_runs(plan: Plan, number: int, state: str, invocation: str, end: bool = False,
@@ -105,7 +105,8 @@ def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:
 
 def end_dead_parents(plan: Plan) -> None:
     """End KILLED the study's parent runs left RUNNING by a sweep process of this host that
-    is gone (killed between its trials, e.g. during the recheck)."""
+    is gone (killed between its trials, e.g. during the recheck): judged by its pid and
+    start time, so a reused pid does not keep a run RUNNING."""
     try:
         tags = {"sweep.study": plan.settings.study_name, "sweep.role": "parent",
                 "sweep.host": socket.gethostname()}
@@ -113,8 +114,8 @@ def end_dead_parents(plan: Plan) -> None:
                                 with_tags=True)
         for run_id, run_tags in client_runs:
             pid = int(run_tags.get("sweep.pid", "0") or 0)
-            if pid and not process_alive(pid):
-                end_parent_run(plan, run_id)
+            if pid and not same_process(pid, run_tags.get("sweep.process", "")):
+                end_parent_run(plan, run_id)  # gone, or its pid is another process's now
     except Exception as err:
         print(f"warning: could not end parent runs left running: {mask_url(str(err))[:300]}",
               file=sys.stderr)

@@ -31,7 +31,13 @@ from sweep import leaders, recheck, report
 from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
-from sweep.storage import check_storage, claim_lock, fail_stale_trials, open_storage
+from sweep.storage import (
+    check_storage,
+    claim_lock,
+    fail_stale_trials,
+    open_storage,
+    process_identity,
+)
 from sweep.workers import FINISHED, Job, claimed, ctrl_c_sets, failures, run_workers
 
 
@@ -170,10 +176,11 @@ def run(plan: Plan, join: bool = False) -> Outcome:
     name = f"{s.study_name}-{datetime.now():%m%d-%H%M%S}"
     tags = {"sweep.study": s.study_name, "sweep.role": "parent",
             "sweep.storage": mask_url(plan.storage), "sweep.host": socket.gethostname(),
-            "sweep.pid": os.getpid()}
+            "sweep.pid": os.getpid(), "sweep.process": process_identity(os.getpid())}
     with tracked_run(plan.tracking_uri, plan.experiment, name, tags=tags) as parent:
         report.log_plan(parent, plan)
-        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), os.getpid())
+        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), os.getpid(),
+                  main_process=tags["sweep.process"])
         monitor = report.Monitor(plan, parent.run_id, lambda: optuna.load_study(
             study_name=s.study_name, storage=open_storage(plan)))
         crashed: list[str] = []

@@ -186,3 +186,23 @@ def test_multirun_refuses_to_search_train_threads(workdir: Path) -> None:
         "error: train.threads=choice(1,2): train.threads cannot differ between trials "
         "(TensorFlow sets its thread pools once per worker process); fix it: train.threads=N")
     assert not (workdir / "multirun").exists()
+
+
+def test_a_parent_run_whose_pid_was_reused_is_ended(tracking_uri: str, client: MlflowClient,
+                                                    workdir: Path) -> None:
+    """A sweep's parent run left RUNNING is judged by its process's pid and start time: a
+    live pid that belongs to another process now does not keep it RUNNING."""
+    from sweep.runs import end_dead_parents
+    from sweep.storage import process_identity
+
+    p = plan([*SWEEP, f"tracking.uri={tracking_uri}"])
+    experiment = client.create_experiment(p.experiment)
+    ids = {}
+    for name, process in (("alive", process_identity(os.getpid())), ("reused", "boot:1")):
+        tags = {"sweep.study": p.settings.study_name, "sweep.role": "parent",
+                "sweep.host": socket.gethostname(), "sweep.pid": str(os.getpid()),
+                "sweep.process": process}
+        ids[name] = client.create_run(experiment, tags=tags, run_name=name).info.run_id
+    end_dead_parents(p)
+    assert client.get_run(ids["alive"]).info.status == "RUNNING"
+    assert client.get_run(ids["reused"]).info.status == "KILLED"

@@ -187,6 +187,9 @@ def run_trial(study: optuna.Study, trial: Trial, ctx: Context) -> TrialState:
             if state == TrialState.PRUNED:
                 tracker.set_tags({"stopped": "pruned"})
                 tracker.end("KILLED")
+            elif state == TrialState.FAIL:  # trained, but no finite value to tell
+                tracker.set_tags({"error": trial.user_attrs.get("error", "")})
+                tracker.end("FAILED")
             return state
     except UpdateFinishedTrialError:  # failed meanwhile by a worker that heard no heartbeat
         print(f"warning: trial {trial.number} was failed by another worker (no heartbeat for "

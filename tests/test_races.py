@@ -206,3 +206,22 @@ def test_a_parent_run_whose_pid_was_reused_is_ended(tracking_uri: str, client: M
     end_dead_parents(p)
     assert client.get_run(ids["alive"]).info.status == "RUNNING"
     assert client.get_run(ids["reused"]).info.status == "KILLED"
+
+
+def test_a_trial_without_a_finite_value_ends_its_run_failed(tracking_uri: str,
+                                                            client: MlflowClient,
+                                                            workdir: Path) -> None:
+    """A trial that trains but scores NaN (here: no evaluation to score) is FAILED in the
+    study, and its MLflow run ends FAILED with the reason, not FINISHED."""
+    p = plan([*SWEEP, f"tracking.uri={tracking_uri}", "sweep.n_trials=1", "sweep.pruner=none",
+              "train.eval_interval=choice(0,100)", "sweep.max_failures=0"])
+    study = study_.create_study(p, open_storage(p))
+    study.enqueue_trial({"train.eval_interval": 0})
+    outcome = study_.run(p)
+    assert outcome.exit_code == 1 and "1 trials failed" in outcome.message
+    (trial,) = load().trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["error"] == "eval/mean_reward is nan"
+    run = client.get_run(trial.user_attrs["trial_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["sweep.state"] == "FAIL"
+    assert run.data.tags["error"] == "eval/mean_reward is nan"

@@ -129,6 +129,7 @@ def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:
         parent.set_tags({"recheck_winner": best.trial.number,
                          "recheck_winner_run_id": best.trial.user_attrs.get("run_id", "")})
         parent.log_metric("recheck/winner_solved", best.solved(threshold), 0)
+        parent.log_metric("recheck/winner_solved_fraction", best.solved_fraction(threshold), 0)
     from rltrain.plots import leaders_plot
 
     path = leaders_plot({f"trial {lead.trial.number}": lead.tests for lead in found},

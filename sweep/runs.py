@@ -13,7 +13,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from rltrain.config import mask_url
-from rltrain.tracking import find_runs, tracker_for
+from rltrain.tracking import RunNotFound, find_runs, stored_run, tracker_for
 from sweep.settings import Plan
 from sweep.storage import Stale, same_process
 
@@ -89,18 +89,31 @@ def end_runs_of_finished_trials(plan: Plan, study: Any) -> None:
 
 def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:
     """End FAILED the study's runs with one of ``roles`` left RUNNING by a killed process
-    (e.g. a recheck's runs, which no trial state tracks)."""
+    (e.g. a recheck's runs, which no trial state tracks): those whose parent run has ended
+    (a killed sweep's parent run is ended by :func:`end_dead_parents`; give ``roles``
+    parents first). Runs under a RUNNING parent belong to an invocation at work."""
     try:
         for role in roles:
-            for run_id in find_runs(plan.tracking_uri, plan.experiment,
-                                    {"sweep.study": plan.settings.study_name,
-                                     "sweep.role": role}, status="RUNNING"):
+            for run_id, tags in find_runs(plan.tracking_uri, plan.experiment,
+                                          {"sweep.study": plan.settings.study_name,
+                                           "sweep.role": role}, status="RUNNING",
+                                          with_tags=True):
+                if _running(plan, tags.get("mlflow.parentRunId", "")):
+                    continue
                 tracker = tracker_for(plan.tracking_uri, run_id)
                 tracker.set_tags({"error": "its process is gone (killed)"})
                 tracker.end("FAILED")
     except Exception as err:
         print(f"warning: could not end runs left running: {mask_url(str(err))[:300]}",
               file=sys.stderr)
+
+
+def _running(plan: Plan, run_id: str) -> bool:
+    """The run exists and is RUNNING."""
+    try:
+        return bool(run_id) and stored_run(plan.tracking_uri, run_id).status == "RUNNING"
+    except RunNotFound:
+        return False
 
 
 def end_dead_parents(plan: Plan) -> None:

@@ -225,3 +225,27 @@ def test_a_trial_without_a_finite_value_ends_its_run_failed(tracking_uri: str,
     run = client.get_run(trial.user_attrs["trial_run_id"])
     assert run.info.status == "FAILED" and run.data.tags["sweep.state"] == "FAIL"
     assert run.data.tags["error"] == "eval/mean_reward is nan"
+
+
+def test_a_recheck_starting_leaves_a_live_recheck_s_runs_running(
+        tracking_uri: str, client: MlflowClient, workdir: Path) -> None:
+    """A recheck ends the recheck runs a killed invocation left RUNNING, not those of an
+    invocation rechecking at the same time (its parent run is still RUNNING)."""
+    from sweep.runs import end_orphans
+
+    p = plan([*SWEEP, f"tracking.uri={tracking_uri}"])
+    experiment = client.create_experiment(p.experiment)
+    study = {"sweep.study": p.settings.study_name}
+    runs = {}
+    for who in ("live", "killed"):
+        parent = client.create_run(experiment, tags={**study, "sweep.role": "parent"}).info
+        leader = client.create_run(experiment, tags={
+            **study, "sweep.role": "recheck", "mlflow.parentRunId": parent.run_id}).info
+        seed = client.create_run(experiment, tags={
+            **study, "sweep.role": "recheck-seed", "mlflow.parentRunId": leader.run_id}).info
+        runs[who] = (leader.run_id, seed.run_id)
+        if who == "killed":
+            client.set_terminated(parent.run_id, "KILLED")  # as end_dead_parents leaves it
+    end_orphans(p, ("recheck", "recheck-seed"))
+    assert [client.get_run(r).info.status for r in runs["live"]] == ["RUNNING"] * 2
+    assert [client.get_run(r).info.status for r in runs["killed"]] == ["FAILED"] * 2

@@ -151,5 +151,6 @@ def forget_stale_winner(study: optuna.Study, plan: Plan) -> None:
     if not record:
         return
     if record.get("n_trials", plan.settings.n_trials) != plan.settings.n_trials \
-            or record.get("seeds") != fresh_seeds(plan) or stored_winner(study) is None:
+            or sorted(record.get("seeds", [])) != sorted(fresh_seeds(plan)) \
+            or stored_winner(study) is None:
         study.set_user_attr(WINNER, None)

@@ -131,9 +131,12 @@ def test_the_winner_counts_only_this_recheck_s_seeds(workdir: Path) -> None:
     study = study_.create_study(p, open_storage(p))
     a, b = _complete(study, 10.0), _complete(study, 5.0)
     now, before = recheck_seeds(0, 2), recheck_seeds(1, 4)  # this line's, an earlier one's
-    _rechecked(study, a, before, [500.0] * 4)  # a solved every seed of the earlier recheck
+    study.set_user_attr(leaders.KEY, {  # a solved every seed of an earlier recheck, stored
+        f"{a}/{s}": {"run_id": "", "score": 500.0, "test": 500.0, "final_test": 500.0}
+        for s in before})                 # as studies from before kept them (one attr)
     _rechecked(study, a, now, [500.0, 0.0])
     _rechecked(study, b, now, [500.0, 480.0])
+    assert {(a, s) for s in before} < set(leaders.stored_results(study))  # still read
     assert not leaders.missing(study, p)
     assert [sorted(lead.results) for lead in leaders.leaders(study, p)] == [now, now]
     assert leaders.winner(study, p).trial.number == b

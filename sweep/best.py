@@ -69,13 +69,13 @@ def load_existing_study(sweep_args: list[str]) -> Any:
 
 
 def best_trial(sweep_args: list[str]) -> BestTrial:
-    """The recheck's winner (sweep/recheck.py), else the study's best COMPLETE trial;
+    """The recheck's winner (sweep/leaders.py), else the study's best COMPLETE trial;
     ConfigError if it has none."""
-    from sweep.recheck import WINNER
+    from sweep.leaders import stored_winner
     from sweep.report import retrain_overrides
 
     study = load_existing_study(sweep_args)
-    rechecked = study.user_attrs.get(WINNER)
+    rechecked = stored_winner(study)
     try:
         best = study.trials[rechecked["trial"]] if rechecked else study.best_trial
     except ValueError as err:

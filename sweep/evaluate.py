@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rltrain.config import Config, ConfigError, flatten, to_yaml
+from rltrain.folders import new_folder
 from rltrain.secrets import masked_entry
 from sweep import stats
 from sweep.reproduce import int_option, parse, recorded_config, resolve
@@ -87,7 +88,7 @@ def cmd_evaluate(args: list[str]) -> int:
     jobs = int_option(request, "jobs", min(2, n_seeds), 1)
     run_id, here = resolve(request)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = recorded_config(run_id, here, Path(tmp))
+        cfg = recorded_config(run_id, here, Path(tmp), request.overrides)
     threshold = threshold_for(cfg, request.options.get("threshold"))
     cfg.train.progress = False  # several workers: one line per finished seed instead
     if cfg.train.test_episodes < 1:
@@ -106,18 +107,18 @@ def cmd_evaluate(args: list[str]) -> int:
         last = stats.summarize([o["evaluations"][-1][1] for o in outs if o["evaluations"]],
                                threshold)
         iqm_low, iqm_high = delivered.iqm_ci()
-        for name, summary in (("", delivered), ("final_weights_", final)):
+        for prefix, summary in (("", delivered), ("final_weights_", final)):
             low, high = summary.mean_ci
             for key, value in {"mean": summary.mean, "std": summary.std, "ci95_low": low,
                                "ci95_high": high, "iqm": summary.iqm,
                                "solved_fraction": summary.solved / summary.n}.items():
-                parent.log_metric(f"evaluate/{name}{key}", value, 0)
+                parent.log_metric(f"evaluate/{prefix}{key}", value, 0)
         parent.log_metric("evaluate/iqm_ci95_low", iqm_low, 0)
         parent.log_metric("evaluate/iqm_ci95_high", iqm_high, 0)
-        folder = Path(outs[0]["output_dir"]).parent / f"evaluate-{run_id[:8]}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = new_folder(Path(outs[0]["output_dir"]).parent / f"evaluate-{run_id[:8]}")
         (folder / "config.yaml").write_text(to_yaml(cfg))
-        seed_curves([o["evaluations"] for o in outs], folder / "seed_curves.png", title=name)
+        seed_curves([o["evaluations"] for o in outs], folder / "seed_curves.png",
+                    title=f"{name}: {n_seeds} seeds' evaluations")
         parent.log_artifacts(folder)
         best = max(outs, key=lambda o: o["test"])
         attach_gif(cfg, parent.run_id, Path(best["weights"]), folder)

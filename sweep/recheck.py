@@ -3,10 +3,12 @@
 The ``sweep.recheck_top_k`` best trials each train their config on the same
 ``sweep.recheck_seeds`` fresh seeds (``sweep.seeds.recheck_seeds``: no trial and no
 ``evaluate`` uses them), one seed per task, spread over ``sweep.n_jobs`` worker processes.
-Each finished task is stored at once in the study (a study user attr), so a killed recheck
-resumes with what is missing. The winner is the leader whose delivered agents solve the
-env on the most fresh seeds, ties broken by the objective on those seeds; ``best``,
-``reproduce best``, ``evaluate best`` and ``export`` use it.
+Each finished task is stored at once in the study (a study user attr of its own: see
+sweep/leaders.py), so a killed recheck resumes with what is missing, and two invocations
+rechecking at once keep each other's results. The winner is the leader whose delivered
+agents solve the env on the largest fraction of the fresh seeds, ties broken by the
+objective on those seeds; ``best``, ``reproduce best``, ``evaluate best`` and ``export``
+use it.
 
 In MLflow: a ``recheck-trial-NNN`` run per leader under the sweep's parent run, a run per
 seed under it; the parent gets ``recheck_leaders.png`` (per-seed points, mean and 95%
@@ -19,83 +21,17 @@ import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
+from rltrain.folders import new_folder
 from rltrain.secrets import mask_url, masked_entry
 from rltrain.tracking import Tracker, tracked_run
-from sweep import objective, seeds, stats
+from sweep import objective, stats
+from sweep.leaders import Leader, leaders, missing, record_winner, store, threshold_of, winner
 from sweep.runs import end_orphans
 from sweep.settings import Plan
-
-KEY = "recheck"  # study user attr: {"<trial>/<seed>": result}
-WINNER = "recheck_winner"  # study user attr: the winner and its fresh-seed statistics
-
-
-@dataclass
-class Leader:
-    """A rechecked trial and its fresh-seed results."""
-
-    trial: FrozenTrial
-    results: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> result
-
-    @property
-    def scores(self) -> list[float]:
-        return [r["score"] for _, r in sorted(self.results.items())]
-
-    @property
-    def tests(self) -> list[float]:
-        return [r["test"] for _, r in sorted(self.results.items())]
-
-    def solved(self, threshold: float) -> int:
-        return sum(t >= threshold for t in self.tests)
-
-
-def leaders(study: optuna.Study, plan: Plan) -> list[Leader]:
-    """The ``recheck_top_k`` best complete trials, with the results stored so far."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    done.sort(key=lambda t: t.value, reverse=plan.settings.direction == "maximize")
-    stored = study.user_attrs.get(KEY, {})
-    out = []
-    for t in done[:plan.settings.recheck_top_k]:
-        mine = {int(k.split("/")[1]): v for k, v in stored.items()
-                if k.split("/")[0] == str(t.number)}
-        out.append(Leader(t, mine))
-    return out
-
-
-def missing(study: optuna.Study, plan: Plan) -> list[tuple[Leader, int]]:
-    """(leader, seed) tasks without a stored result."""
-    fresh = seeds.recheck_seeds(plan.settings.seed, plan.settings.recheck_seeds)
-    return [(lead, s) for lead in leaders(study, plan) for s in fresh if s not in lead.results]
-
-
-def threshold_of(plan: Plan) -> float:
-    """The solve threshold of the env the study trains on (NaN when it has none)."""
-    from rltrain.config import compose_config, reward_threshold
-
-    return reward_threshold(compose_config(plan.fixed).env)
-
-
-def winner(study: optuna.Study, plan: Plan) -> Leader | None:
-    """The recheck's winner once every leader has all its seeds, else None."""
-    if plan.settings.recheck_top_k < 1 or missing(study, plan):
-        return None
-    found = leaders(study, plan)
-    if not found:
-        return None
-    threshold = threshold_of(plan)
-    sign = 1 if plan.settings.direction == "maximize" else -1
-
-    def rank(lead: Leader) -> tuple[int, float]:
-        value = objective.aggregate(lead.scores, plan.settings.aggregate)
-        return lead.solved(threshold), sign * value
-
-    return max(found, key=rank)
 
 
 def real_overrides(plan: Plan, lead: Leader) -> list[str]:
@@ -126,9 +62,8 @@ def _task(plan: Plan, number: int, overrides: list[str], seed: int,
     from rltrain.run import tracked_train
     from sweep.trial import Guard, seed_config
 
-    cfg = seed_config(plan, number, overrides, seed)
-    cfg.output_dir = str(Path(cfg.output_dir).parent.parent / f"recheck-{number:03d}-{seed}")
-    cfg.tracking.run_name = f"recheck-trial-{number:03d}-seed-{seed}"
+    folder = new_folder(plan.folder / f"recheck-{number:03d}-{seed}")  # one per invocation
+    cfg = seed_config(overrides, seed, folder, f"recheck-trial-{number:03d}-seed-{seed}")
 
     def should_stop() -> str:
         return "stopped by Ctrl-C" if _STOP is not None and _STOP.is_set() else ""
@@ -179,10 +114,7 @@ def _run_tasks(plan: Plan, study: optuna.Study, parent: Tracker,
                        for lead, seed in todo]
             for done, future in enumerate(as_completed(futures), 1):
                 out = future.result()
-                stored = dict(study.user_attrs.get(KEY, {}))
-                stored[f"{out['number']}/{out['seed']}"] = {
-                    k: out[k] for k in ("run_id", "score", "test", "final_test")}
-                study.set_user_attr(KEY, stored)  # at once: a killed recheck resumes here
+                store(study, out)  # at once: a killed recheck resumes here
                 print(f"  recheck trial {out['number']} seed {out['seed']}: score "
                       f"{out['score']:.1f}, test {out['test']:.1f} ({done}/{len(todo)})",
                       file=sys.stderr, flush=True)
@@ -204,15 +136,11 @@ def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:
               f"recheck {objective.aggregate(lead.scores, plan.settings.aggregate):6.1f}  "
               f"test {test.line()}{mark}")
     if best is not None:
-        test = stats.summarize(best.tests, threshold)
-        study.set_user_attr(WINNER, {
-            "trial": best.trial.number, "seeds": sorted(best.results), "tests": best.tests,
-            "scores": best.scores, "solved": best.solved(threshold), "threshold": threshold,
-            "mean": test.mean, "ci95": list(test.mean_ci),
-            "score": objective.aggregate(best.scores, plan.settings.aggregate)})
+        record_winner(study, plan, best, found, threshold)
         parent.set_tags({"recheck_winner": best.trial.number,
                          "recheck_winner_run_id": best.trial.user_attrs.get("run_id", "")})
         parent.log_metric("recheck/winner_solved", best.solved(threshold), 0)
+        parent.log_metric("recheck/winner_solved_fraction", best.solved_fraction(threshold), 0)
     from rltrain.plots import leaders_plot
 
     path = leaders_plot({f"trial {lead.trial.number}": lead.tests for lead in found},

@@ -21,6 +21,7 @@ from rltrain.config import ConfigError, compose_config, mask_url, to_yaml
 from rltrain.links import link_line
 from rltrain.tracking import Tracker
 from sweep.cli import command_line
+from sweep.leaders import stored_winner
 from sweep.plots_html import save_html_plots
 from sweep.settings import Plan
 
@@ -127,7 +128,7 @@ def best_trial(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
 
 def chosen(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
     """The recheck's winner when the recheck is done, else the best objective."""
-    winner = study.user_attrs.get("recheck_winner")
+    winner = stored_winner(study)
     if winner:
         return study.trials[winner["trial"]]
     return best_trial(study.get_trials(deepcopy=False), plan.settings.direction)
@@ -187,8 +188,7 @@ def summary(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
         print("no trial completed")
         return None
     print(f"top trials:\n{top_table(study, plan)}")
-    how = "the recheck's winner" if "recheck_winner" in study.user_attrs else \
-        "the best objective"
+    how = "the recheck's winner" if stored_winner(study) else "the best objective"
     print(f"\nbest ({how}): trial {best.number}, objective = {best.value:.2f}")
     print(f"train it again:\n  {train_command(best)}")
     print(f"files: {plan.folder}/ (best_config.yaml, top_trials.txt, trials.csv, plots/)")

@@ -6,13 +6,16 @@
     python -m sweep watch models:/NAME/latest        # ... of a registered model
 
 The config comes from the run's ``config.yaml`` artifact (what was trained, not today's
-defaults); only ``tracking.*`` and ``train.progress``/``train.threads`` come from the
-command line, so runs can be found and retrained where the user is now.
+defaults); only ``tracking.*`` and ``train.progress`` come from the command line, so runs
+can be found and retrained where the user is now; ``train.threads`` too when it is given
+(a note says so), else the run's own.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rltrain.config import ConfigError, compose_config, load_saved, validate
+from rltrain.folders import new_folder
 from rltrain.tracking import (
     RunNotFound,
     download_artifact,
@@ -28,7 +32,8 @@ from rltrain.tracking import (
     tracker_for,
 )
 
-LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
+LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress")
+GIVEN_KEYS = ("train.threads",)  # from the command line only when given there
 
 
 @dataclass
@@ -89,11 +94,13 @@ def given(overrides: list[str], key: str, default: str) -> str:
     return values[-1] if values else default
 
 
-def recorded_config(run_id: str, here: DictConfig, folder: Path) -> DictConfig:
+def recorded_config(run_id: str, here: DictConfig, folder: Path,
+                    overrides: Sequence[str] = ()) -> DictConfig:
     """The run's composed config from its ``config.yaml``, checked against today's schema.
 
-    ``here`` (where the user is now) gives ``tracking.uri`` and ``train.progress/threads``;
-    ``tracking.experiment`` too when given (empty: the run's own experiment)."""
+    ``here`` (where the user is now) gives ``tracking.uri`` and ``train.progress``;
+    ``tracking.experiment`` too when given (empty: the run's own experiment), and
+    ``train.threads`` when the command line's ``overrides`` give it (said on stderr)."""
     try:
         stored_run(here.tracking.uri, run_id)
         path = download_artifact(here.tracking.uri, run_id, "config.yaml", folder)
@@ -103,6 +110,12 @@ def recorded_config(run_id: str, here: DictConfig, folder: Path) -> DictConfig:
     for key in LOCAL_KEYS:  # the saved tracking uri is masked; use where we are now
         value = OmegaConf.select(here, key)
         if key != "tracking.experiment" or value:
+            OmegaConf.update(cfg, key, value)
+    for key in GIVEN_KEYS:
+        recorded, value = OmegaConf.select(cfg, key), OmegaConf.select(here, key)
+        if given(overrides, key, "") and value != recorded:
+            print(f"note: {key}={value} as given (the run recorded {key}={recorded})",
+                  file=sys.stderr)
             OmegaConf.update(cfg, key, value)
     cfg.output_dir = ""
     validate(cfg)
@@ -148,7 +161,7 @@ def cmd_reproduce(args: list[str]) -> int:
     request = parse(args, (), "reproduce")
     run_id, here = resolve(request)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = recorded_config(run_id, here, Path(tmp))
+        cfg = recorded_config(run_id, here, Path(tmp), request.overrides)
     original = stored_run(here.tracking.uri, run_id)
     cfg.tracking.run_name = f"reproduce-{original.name or run_id[:8]}"
     new_id, result = tracked_train(cfg, tags={"reproduces": run_id})
@@ -189,8 +202,8 @@ def cmd_watch(args: list[str]) -> int:
         run_id = source_run(here.tracking.uri, run_id)  # models:/NAME/latest -> its run
     except RunNotFound as err:
         raise ConfigError(str(err)) from err
-    folder = Path("outputs") / "watch" / run_id
-    cfg = recorded_config(run_id, here, folder)
+    folder = new_folder(Path("outputs") / "watch" / run_id)  # two watches at once: two folders
+    cfg = recorded_config(run_id, here, folder, request.overrides)
     try:
         weights = download_artifact(here.tracking.uri, run_id, "dqn_weights.h5", folder)
     except RunNotFound as err:

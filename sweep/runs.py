@@ -13,9 +13,9 @@ from typing import Any
 from optuna.trial import TrialState
 
 from rltrain.config import mask_url
-from rltrain.tracking import find_runs, tracker_for
+from rltrain.tracking import RunNotFound, find_runs, stored_run, tracker_for
 from sweep.settings import Plan
-from sweep.storage import Stale, process_alive
+from sweep.storage import Stale, same_process
 
 
 def tag_trial_runs(plan: Plan, number: int, state: str, invocation: str, end: bool = False,
@@ -89,12 +89,17 @@ def end_runs_of_finished_trials(plan: Plan, study: Any) -> None:
 
 def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:
     """End FAILED the study's runs with one of ``roles`` left RUNNING by a killed process
-    (e.g. a recheck's runs, which no trial state tracks)."""
+    (e.g. a recheck's runs, which no trial state tracks): those whose parent run has ended
+    (a killed sweep's parent run is ended by :func:`end_dead_parents`; give ``roles``
+    parents first). Runs under a RUNNING parent belong to an invocation at work."""
     try:
         for role in roles:
-            for run_id in find_runs(plan.tracking_uri, plan.experiment,
-                                    {"sweep.study": plan.settings.study_name,
-                                     "sweep.role": role}, status="RUNNING"):
+            for run_id, tags in find_runs(plan.tracking_uri, plan.experiment,
+                                          {"sweep.study": plan.settings.study_name,
+                                           "sweep.role": role}, status="RUNNING",
+                                          with_tags=True):
+                if _running(plan, tags.get("mlflow.parentRunId", "")):
+                    continue
                 tracker = tracker_for(plan.tracking_uri, run_id)
                 tracker.set_tags({"error": "its process is gone (killed)"})
                 tracker.end("FAILED")
@@ -103,9 +108,18 @@ def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:
               file=sys.stderr)
 
 
+def _running(plan: Plan, run_id: str) -> bool:
+    """The run exists and is RUNNING."""
+    try:
+        return bool(run_id) and stored_run(plan.tracking_uri, run_id).status == "RUNNING"
+    except RunNotFound:
+        return False
+
+
 def end_dead_parents(plan: Plan) -> None:
     """End KILLED the study's parent runs left RUNNING by a sweep process of this host that
-    is gone (killed between its trials, e.g. during the recheck)."""
+    is gone (killed between its trials, e.g. during the recheck): judged by its pid and
+    start time, so a reused pid does not keep a run RUNNING."""
     try:
         tags = {"sweep.study": plan.settings.study_name, "sweep.role": "parent",
                 "sweep.host": socket.gethostname()}
@@ -113,8 +127,8 @@ def end_dead_parents(plan: Plan) -> None:
                                 with_tags=True)
         for run_id, run_tags in client_runs:
             pid = int(run_tags.get("sweep.pid", "0") or 0)
-            if pid and not process_alive(pid):
-                end_parent_run(plan, run_id)
+            if pid and not same_process(pid, run_tags.get("sweep.process", "")):
+                end_parent_run(plan, run_id)  # gone, or its pid is another process's now
     except Exception as err:
         print(f"warning: could not end parent runs left running: {mask_url(str(err))[:300]}",
               file=sys.stderr)

@@ -46,6 +46,8 @@ DIRECTIONS = ("maximize", "minimize")
 SETTINGS_GROUPS = ("sweep", "search")  # the multirun config's own groups, not the trial's
 DEFAULT_SEARCH = "default"  # search=default: the env group's own space, conf/search/<env>.yaml
 STUDY_PREFIX = "dqn-"  # an empty sweep.study_name: dqn-<env group>
+THREADS_FIXED = ("train.threads cannot differ between trials (TensorFlow sets its thread "
+                 "pools once per worker process); fix it: train.threads=N")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _ABSENT = object()
 
@@ -315,7 +317,8 @@ def check_values(base: DictConfig, space: space_.SearchSpace, groups: set[str],
                  conf_dir: Path | None) -> None:
     """Each dimension's choices or bounds, one at a time on the base config, must validate.
 
-    Only combinations of sampled values can still be bad; such a trial ends FAILED.
+    Only combinations of sampled values can still be bad; such a trial ends FAILED. No
+    dimension may change ``train.threads``: a worker's TensorFlow keeps its first trial's.
     """
     for key, dim in space.dimensions.items():
         for value in representative(dim.distribution):
@@ -327,6 +330,8 @@ def check_values(base: DictConfig, space: space_.SearchSpace, groups: set[str],
                     cfg = copy.deepcopy(base)
                     OmegaConf.update(cfg, key, value, merge=False)
                 validate(cfg)
+                if cfg.train.threads != base.train.threads:
+                    raise ConfigError(THREADS_FIXED)
             except ConfigError as err:
                 raise ConfigError(f"{where}: {err}") from err
             except OmegaConfBaseException as err:

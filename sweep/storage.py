@@ -276,7 +276,7 @@ def _sweep_process_gone(attrs: dict[str, Any]) -> bool:
     if pid and pid == main:
         return True
     return (bool(main) and attrs.get("host") == socket.gethostname()
-            and not process_alive(main))
+            and not same_process(main, attrs.get("main_process", "")))
 
 
 def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> list[Stale]:
@@ -298,7 +298,7 @@ def fail_stale_trials(study: optuna.Study, storage: Any, plan: Plan) -> list[Sta
         pid, started = t.user_attrs.get("pid"), t.user_attrs.get("process")
         if t.user_attrs.get("host") != host or not pid:
             continue
-        if process_alive(pid) and (not started or process_identity(pid) == started):
+        if same_process(pid, started or ""):
             continue
         reason = f"stale: worker process {pid} is gone" + (
             " (its pid now belongs to another process)" if process_alive(pid) else "")
@@ -317,6 +317,12 @@ def process_identity(pid: int) -> str:
         return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
     except (OSError, IndexError):
         return ""
+
+
+def same_process(pid: int, identity: str) -> bool:
+    """The process ``pid`` is alive and is the one recorded (``identity``, from
+    :func:`process_identity`; "": recorded where /proc could not tell, so the pid decides)."""
+    return process_alive(pid) and (not identity or process_identity(pid) == identity)
 
 
 def process_alive(pid: int) -> bool:

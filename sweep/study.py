@@ -27,7 +27,7 @@ import optuna
 from rltrain.config import ConfigError, mask_url
 from rltrain.secrets import masked_entry
 from rltrain.tracking import check_server, tracked_run
-from sweep import recheck, report
+from sweep import leaders, recheck, report
 from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
@@ -37,6 +37,7 @@ from sweep.storage import (
     claim_lock,
     fail_stale_trials,
     open_storage,
+    process_identity,
 )
 from sweep.workers import FINISHED, Job, claimed, ctrl_c_sets, failures, run_workers
 
@@ -164,10 +165,12 @@ def run(plan: Plan, join: bool = False) -> Outcome:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     s = plan.settings
     storage, study = open_study(plan, join)
+    if not join:  # another budget or other fresh seeds: the winner stands once rechecked
+        leaders.forget_stale_winner(study, plan)
     plan.folder.mkdir(parents=True, exist_ok=True)
     left = s.n_trials - claimed(study)
     report.resuming(study, plan, left, joining=join)
-    to_recheck = not join and bool(recheck.missing(study, plan))
+    to_recheck = not join and bool(leaders.missing(study, plan))
     if left <= 0 and not to_recheck:
         report.summary(study, plan)
         return Outcome(0, "nothing to do")
@@ -176,10 +179,11 @@ def run(plan: Plan, join: bool = False) -> Outcome:
     name = f"{s.study_name}-{datetime.now():%m%d-%H%M%S}"
     tags = {"sweep.study": s.study_name, "sweep.role": "parent",
             "sweep.storage": mask_url(plan.storage), "sweep.host": socket.gethostname(),
-            "sweep.pid": os.getpid()}
+            "sweep.pid": os.getpid(), "sweep.process": process_identity(os.getpid())}
     with tracked_run(plan.tracking_uri, plan.experiment, name, tags=tags) as parent:
         report.log_plan(parent, plan)
-        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), os.getpid())
+        job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), os.getpid(),
+                  main_process=tags["sweep.process"])
         monitor = report.Monitor(plan, parent.run_id, lambda: optuna.load_study(
             study_name=s.study_name, storage=open_storage(plan)))
         crashed: list[str] = []

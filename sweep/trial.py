@@ -27,6 +27,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import Trial, TrialState
 
 from rltrain.config import compose_config, flatten, mask_url, validate
+from rltrain.folders import new_folder
 from rltrain.loop import StopTraining
 from rltrain.tracking import Tracker, tracked_run, tracker_for
 from sweep import objective, seeds
@@ -69,11 +70,11 @@ def seeds_of(plan: Plan, number: int) -> list[int]:
     return seeds.trial_seeds(plan.settings.seed, number, k)
 
 
-def seed_config(plan: Plan, number: int, overrides: list[str], seed: int) -> DictConfig:
-    """Compose and validate the config of one of the trial's seeds (ConfigError if bad)."""
-    folder = (plan.folder / run_name(number) / f"seed-{seed}").resolve()
-    internal = ["train.progress=false", f"tracking.run_name={run_name(number)}-seed-{seed}",
-                f"output_dir={space_.format_value(str(folder))}", f"seed={seed}"]
+def seed_config(overrides: list[str], seed: int, folder: Path, name: str) -> DictConfig:
+    """Compose and validate the config of one seed (ConfigError if bad): its run is named
+    ``name``, its files go to ``folder``."""
+    internal = ["train.progress=false", f"tracking.run_name={name}",
+                f"output_dir={space_.format_value(str(folder.resolve()))}", f"seed={seed}"]
     cfg = compose_config([*overrides, *internal])
     validate(cfg)
     return cfg
@@ -158,7 +159,6 @@ def run_trial(study: optuna.Study, trial: Trial, ctx: Context) -> TrialState:
     real KeyboardInterrupt is re-raised after that."""
     plan = ctx.plan
     retry_of = trial.user_attrs.get("retry_of")  # a dead worker's trial again: same seeds
-    number = trial.number if retry_of is None else retry_of
     tags: dict[str, Any] = {"sweep.study": plan.settings.study_name, "sweep.trial": trial.number,
                             "sweep.state": "RUNNING", "sweep.invocation": ctx.parent_run_id,
                             **({} if retry_of is None else {"sweep.retry_of": retry_of})}
@@ -168,11 +168,14 @@ def run_trial(study: optuna.Study, trial: Trial, ctx: Context) -> TrialState:
         overrides = trial_overrides(plan, values)
         shown = [mask_url(o) for o in overrides]  # what is stored, logged and printed
         trial.set_user_attr("overrides", shown)
-        trial_seeds = seeds_of(plan, number)
+        trial_seeds = seeds_of(plan, trial.number if retry_of is None else retry_of)
         trial.set_user_attr("seeds", trial_seeds)
         with tracked_run(plan.tracking_uri, plan.experiment, run_name(trial.number), tags=tags,
                          parent_run_id=ctx.parent_run_id) as tracker:
-            cfgs = [seed_config(plan, number, overrides, s) for s in trial_seeds]
+            # its own folder, even as a retry: the original worker may still be writing
+            folder = new_folder(plan.folder / run_name(trial.number))
+            cfgs = [seed_config(overrides, s, folder / f"seed-{s}",
+                                f"{run_name(trial.number)}-seed-{s}") for s in trial_seeds]
             trial.set_user_attr("trial_run_id", tracker.run_id)
             _log_trial_params(tracker, cfgs[0], trial_seeds)
             scorer = Scorer(trial, ctx, len(cfgs), tracker, cfgs[0].train.eval_interval,
@@ -184,6 +187,9 @@ def run_trial(study: optuna.Study, trial: Trial, ctx: Context) -> TrialState:
             if state == TrialState.PRUNED:
                 tracker.set_tags({"stopped": "pruned"})
                 tracker.end("KILLED")
+            elif state == TrialState.FAIL:  # trained, but no finite value to tell
+                tracker.set_tags({"error": trial.user_attrs.get("error", "")})
+                tracker.end("FAILED")
             return state
     except UpdateFinishedTrialError:  # failed meanwhile by a worker that heard no heartbeat
         print(f"warning: trial {trial.number} was failed by another worker (no heartbeat for "

@@ -51,6 +51,7 @@ class Job:
     stop: Any           # multiprocessing Event: set by Ctrl-C
     main_pid: int       # the invocation's own process
     in_subprocess: bool = False
+    main_process: str = ""  # its process_identity: a reused main_pid is not it
 
 
 def load_study(job: Job, storage: Any) -> optuna.Study:
@@ -154,7 +155,8 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
             for key, value in {"pid": os.getpid(), "process": process_identity(os.getpid()),
                                "host": socket.gethostname(),
                                "invocation": job.parent_run_id, "worker": worker,
-                               "main_pid": job.main_pid}.items():
+                               "main_pid": job.main_pid,
+                               "main_process": job.main_process}.items():
                 trial.set_user_attr(key, value)
     end_stale(job.plan, stale)  # MLflow, after the lock: a slow server stalls no other worker
     return trial

@@ -82,6 +82,9 @@ def test_evaluate_three_seeds(recorded: str, tracking_uri: str, workdir: Path,
     assert parent.data.metrics["evaluate/solved_fraction"] == pytest.approx(solved / 3)
     assert f"solved {solved}/3" in proc.stdout
     assert {"seed_curves.png", "agent.gif", "config.yaml"} <= artifact_paths(client, parent_id)
+    with Image.open(client.download_artifacts(parent_id, "seed_curves.png")) as png:
+        assert png.info["Title"] == f"evaluate-{client.get_run(recorded).info.run_name}: " \
+                                    "3 seeds' evaluations"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -104,3 +107,19 @@ def test_run_without_config_artifact(tracking_uri: str, workdir: Path,
     proc = run_cli("reproduce", bare, f"tracking.uri={tracking_uri}", cwd=workdir)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: run {bare}: has no artifact config.yaml"
+
+
+def test_reproduce_keeps_the_recorded_threads(tiny, tracking_uri: str, workdir: Path,
+                                              client: MlflowClient) -> None:
+    """The run's own ``train.threads`` is retrained, not today's default; one given on the
+    command line is used instead, and said."""
+    recorded, _ = tracked_train(tiny("train.nb_steps=200", "train.threads=2"))
+    proc = run_cli("reproduce", recorded, f"tracking.uri={tracking_uri}", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert client.get_run(proc.stdout.split()[2]).data.params["train.threads"] == "2"
+    assert "train.threads" not in proc.stderr
+    proc = run_cli("reproduce", recorded, "train.threads=1", f"tracking.uri={tracking_uri}",
+                   cwd=workdir)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # a match is likely, not promised
+    assert client.get_run(proc.stdout.split()[2]).data.params["train.threads"] == "1"
+    assert "note: train.threads=1 as given (the run recorded train.threads=2)" in proc.stderr

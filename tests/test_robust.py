@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from sweep import objective
 from sweep import study as study_
-from sweep.recheck import KEY, WINNER
+from sweep.leaders import WINNER, stored_results
 from sweep.seeds import recheck_seeds
 from sweep.settings import plan
 from tests.conftest import ROOT, run_cli
@@ -69,7 +69,7 @@ def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
     while time.monotonic() < deadline and proc.poll() is None and not before:
         time.sleep(0.5)
         if Path("multirun/dqn-cartpole/study.log").exists():
-            before = dict(load().user_attrs.get(KEY, {}))
+            before = stored_results(load())
     os.killpg(proc.pid, signal.SIGKILL)  # the main process and its recheck worker
     proc.wait(timeout=30)
     assert 1 <= len(before) < 6, proc.stderr.read()[-3000:] if proc.stderr else ""
@@ -77,10 +77,10 @@ def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
     again = run_cli(*args, cwd=workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     study = load()
-    stored = study.user_attrs[KEY]
+    stored = stored_results(study)
     fresh = recheck_seeds(0, 3)
     leaders = sorted(study.trials, key=lambda t: t.value, reverse=True)[:2]
-    assert set(stored) == {f"{t.number}/{s}" for t in leaders for s in fresh}
+    assert set(stored) == {(t.number, s) for t in leaders for s in fresh}
     assert all(stored[k] == v for k, v in before.items())  # kept, not trained again
     exp = client.get_experiment_by_name("keras-rl-cartpole").experiment_id
     everything = client.search_runs([exp])
@@ -89,9 +89,9 @@ def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
     finished = [r for r in seed_runs if r.info.status == "FINISHED"]
     assert sorted(r.info.run_id for r in finished) == sorted(v["run_id"] for v in stored.values())
 
-    def rank(t: optuna.trial.FrozenTrial) -> tuple[int, float]:
-        mine = [v for k, v in stored.items() if k.startswith(f"{t.number}/")]
-        return (sum(v["test"] >= 475 for v in mine),
+    def rank(t: optuna.trial.FrozenTrial) -> tuple[float, float]:
+        mine = [v for k, v in stored.items() if k[0] == t.number]
+        return (sum(v["test"] >= 475 for v in mine) / len(mine),
                 objective.aggregate([v["score"] for v in mine], "mean"))
 
     winner = max(leaders, key=rank)

@@ -55,11 +55,12 @@ def seed_curves(curves: list[list[tuple[int, float]]], path: Path, title: str = 
     ax.plot(grid, mean, color="tab:orange", lw=2.2, label=f"mean of {len(curves)} seeds")
     ax.set_xlabel("environment step")
     ax.set_ylabel("greedy evaluation reward")
-    ax.set_title(title or "learning curves over seeds")
+    title = title or "learning curves over seeds"
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Title": title})  # the PNG's own text: readable by tools
     plt.close(fig)
     return path
 

@@ -13,6 +13,7 @@ from mlflow.entities import RunStatus
 from omegaconf import DictConfig
 
 from rltrain.config import flatten, mask_url, to_yaml, validate
+from rltrain.folders import new_folder
 from rltrain.plots import learning_curve
 from rltrain.tracking import MetricsCallback, Tracker, tracked_run
 
@@ -24,15 +25,12 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def output_dir(cfg: DictConfig, root: Path = Path("outputs")) -> Path:
-    """``cfg.output_dir``, or a new ``outputs/<date>/<time>`` folder as Hydra would make."""
+    """``cfg.output_dir`` (the caller's own), or a new ``outputs/<date>/<time>`` folder as
+    Hydra would make, created here: a run starting in the same second gets ``<time>_1``."""
     if cfg.output_dir:
         return Path(cfg.output_dir)
     now = datetime.now()
-    base = root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
-    folder, n = base, 1
-    while folder.exists():
-        folder, n = base.with_name(f"{base.name}_{n}"), n + 1
-    return folder
+    return new_folder(root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S"))
 
 
 def tracked_train(cfg: DictConfig, *, overrides: Sequence[str] = (), callbacks: Sequence[Any] = (),

@@ -35,6 +35,7 @@ TINY = ("train.nb_steps=300 train.eval_interval=300 train.eval_episodes=1 train.
         "train.checkpoint_interval=150 train.log_interval=1 train.progress=false "
         "agent.memory.limit=1000 agent.policy.nb_steps=200 agent.nb_steps_warmup=50 "
         "agent.batch_size=16 env.atari.max_num_frames_per_episode=1000 "
+        "env.kwargs.max_episode_steps=100 "  # gymnasium.make's own time limit: short episodes
         "sweep.n_trials=2 sweep.n_jobs=1 sweep.seeds_per_trial=1 sweep.recheck_top_k=1 "
         "sweep.recheck_seeds=1 sweep.pruner=none")
 SERVER = re.compile(r"(^|\s)(-m sweep ui(?!.*tracking\.uri=http)|mlflow server|optuna-dashboard)")

@@ -157,7 +157,7 @@ def cmd_best(args: list[str]) -> int:
     print(f"train it again:\n  {best.command}")
     if path:
         print(f"wrote {path}; train it with:\n  "
-              f"{command_line('train', [f'+experiment={path.stem}'])}")
+              f"{command_line('', [f'+experiment={path.stem}'])}")
     else:
         print(f"as an experiment file: {command_line('best', ['export=NAME'])}")
     print(f"judge it on many seeds:\n  python -m sweep evaluate {best.run_id} seeds=10")

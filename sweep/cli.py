@@ -202,11 +202,12 @@ def appended(command: str) -> list[str]:
 
 
 def command_line(command: str, args: Sequence[str]) -> str:
-    """``python -m sweep COMMAND ARGS`` as a user types it (shell-quoted, masked), with
-    ``--config-dir DIR`` when this process uses one."""
+    """``python -m sweep COMMAND ARGS`` as a user types it (shell-quoted, masked; an empty
+    COMMAND: train, unsaid), with ``--config-dir DIR`` when this process uses one."""
     folder = user_conf_dir()
     flag = ["--config-dir", str(folder)] if folder else []
-    return mask_url(" ".join([PROG, command, *map(shlex.quote, [*flag, *args])]))
+    return mask_url(" ".join([PROG, *([command] if command else []),
+                              *map(shlex.quote, [*flag, *args])]))
 
 
 def key_of(override: str) -> str:

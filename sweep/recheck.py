@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from typing import Any
@@ -106,18 +107,29 @@ def _run_tasks(plan: Plan, study: optuna.Study, parent: Tracker,
             parent_run_id=parent.run_id, tags={"sweep.study": s.study_name,
                                                "sweep.role": "recheck", "sweep.recheck_of": n}))
             for n in numbers}
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(s.n_jobs, len(todo)), mp_context=context,
-                                 initializer=_init_worker, initargs=(stop,)) as pool:
-            futures = [pool.submit(_task, plan, lead.trial.number, real_overrides(plan, lead),
-                                   seed, runs[lead.trial.number].run_id)
-                       for lead, seed in todo]
-            for done, future in enumerate(as_completed(futures), 1):
-                out = future.result()
-                store(study, out)  # at once: a killed recheck resumes here
-                print(f"  recheck trial {out['number']} seed {out['seed']}: score "
-                      f"{out['score']:.1f}, test {out['test']:.1f} ({done}/{len(todo)})",
-                      file=sys.stderr, flush=True)
+        tasks = [(plan, lead.trial.number, real_overrides(plan, lead), seed,
+                  runs[lead.trial.number].run_id) for lead, seed in todo]
+        for done, out in enumerate(_results(tasks, min(s.n_jobs, len(todo)), stop), 1):
+            store(study, out)  # at once: a killed recheck resumes here
+            print(f"  recheck trial {out['number']} seed {out['seed']}: score "
+                  f"{out['score']:.1f}, test {out['test']:.1f} ({done}/{len(todo)})",
+                  file=sys.stderr, flush=True)
+
+
+def _results(tasks: list[tuple[Any, ...]], workers: int, stop: Any) -> Iterator[dict[str, Any]]:
+    """Each task's result as it ends: in this process for one worker (it has TensorFlow
+    loaded already when its trials trained here: no second process start), else in
+    ``workers`` spawned processes."""
+    global _STOP
+    if workers == 1:
+        _STOP = stop
+        yield from (_task(*task) for task in tasks)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_init_worker, initargs=(stop,)) as pool:
+        futures = [pool.submit(_task, *task) for task in tasks]
+        yield from (future.result() for future in as_completed(futures))
 
 
 def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:

@@ -213,23 +213,28 @@ def run(plan: Plan, join: bool = False) -> Outcome:
 
 
 def _register_best(plan: Plan, study: optuna.Study) -> None:
-    """Register the winner's agent in MLflow's Model Registry under the study's name, in a
-    spawned process (it loads TensorFlow); a failure is a warning, never the sweep's."""
+    """Register the winner's agent in MLflow's Model Registry under the study's name: here
+    when this process has TensorFlow loaded already (it trained: one worker), else in a
+    spawned process, so the sweep's own process stays light; a failure is a warning, never
+    the sweep's."""
     import multiprocessing as mp
 
     best = report.chosen(study, plan)
     if best is None or not best.user_attrs.get("run_id"):
         return
-    with mp.get_context("spawn").Pool(1) as pool:
-        try:
-            version = pool.apply(register, (plan.tracking_uri, best.user_attrs["run_id"],
-                                            plan.settings.study_name))
-            print(f"registered the winner (trial {best.number}) as model "
-                  f"{plan.settings.study_name} version {version}: "
-                  f"python -m sweep watch models:/{plan.settings.study_name}/latest")
-        except Exception as err:
-            print(f"warning: the winner was not registered: {mask_url(str(err))[:300]}",
-                  file=sys.stderr)
+    args = (plan.tracking_uri, best.user_attrs["run_id"], plan.settings.study_name)
+    try:
+        if "tensorflow" in sys.modules:
+            version = register(*args)
+        else:
+            with mp.get_context("spawn").Pool(1) as pool:
+                version = pool.apply(register, args)
+        print(f"registered the winner (trial {best.number}) as model "
+              f"{plan.settings.study_name} version {version}: "
+              f"python -m sweep watch models:/{plan.settings.study_name}/latest")
+    except Exception as err:
+        print(f"warning: the winner was not registered: {mask_url(str(err))[:300]}",
+              file=sys.stderr)
 
 
 @masked_entry

@@ -241,13 +241,17 @@ def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
 
 
 def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
+    """``trials.csv``: the columns of sweep/table.py (the README's table), a row per trial."""
+    from sweep.best import winner
+    from sweep.table import trials_frame
+
     try:
-        frame = study.trials_dataframe(attrs=("number", "value", "state", "params",
-                                              "duration", "user_attrs"))
+        best = winner(study)
+        frame = trials_frame(study, best.trial if best else None)
     except Exception as err:  # pandas missing, or nothing to tabulate
         print(f"warning: trials.csv not written: {err}", file=sys.stderr)
         return
-    for column in frame.columns:  # overrides may hold a tracking URL with a password
+    for column in frame.columns:  # an error may hold a tracking URL with a password
         if frame[column].dtype == object:
             frame[column] = frame[column].map(
                 lambda v: mask_url(str(v)) if isinstance(v, str | list) else v)

@@ -231,6 +231,23 @@ def find_runs(uri: str, experiment: str, tags: Mapping[str, Any], status: str | 
     return [run.info.run_id for run in found_runs]
 
 
+def study_runs(uri: str, study: str) -> dict[str, int]:
+    """How many runs carry tag ``sweep.study=STUDY``, by experiment name (a local SQLite
+    store that does not exist is not created by looking: no runs)."""
+    local = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
+    if local.startswith("sqlite:///") and not Path(local.removeprefix("sqlite:///")).exists():
+        return {}
+    client = client_for(uri)
+    experiments = call(uri, "listing experiments", client.search_experiments)
+    counts: dict[str, int] = {}
+    for experiment in experiments:
+        found = call(uri, "searching runs", lambda e=experiment: client.search_runs(
+            [e.experiment_id], f"tags.`sweep.study` = '{study}'", max_results=50000))
+        if found:
+            counts[experiment.name] = len(found)
+    return counts
+
+
 def tracker_for(uri: str, run_id: str) -> Tracker:
     """A Tracker for an existing run (to tag or end it from another process)."""
     return Tracker(client_for(uri), run_id)

@@ -126,11 +126,12 @@ def best_trial(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
 
 
 def chosen(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
-    """The recheck's winner when the recheck is done, else the best objective."""
-    winner = study.user_attrs.get("recheck_winner")
-    if winner:
-        return study.trials[winner["trial"]]
-    return best_trial(study.get_trials(deepcopy=False), plan.settings.direction)
+    """The winner's trial (sweep/best.py's ``winner``: the recheck's when it is done, else
+    the best objective)."""
+    from sweep.best import winner
+
+    found = winner(study)
+    return None if found is None else study.trials[found.trial]
 
 
 def trial_line(t: FrozenTrial, best: FrozenTrial | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -147,11 +148,17 @@ def _log_result(tracker: Tracker, name: str, result: Any, folder: Path,
 def _log_model(tracker: Tracker, cfg: DictConfig, result: Any, final: Mapping[str, float],
                tags: Mapping[str, Any]) -> None:
     """The delivered agent as an MLflow 3 logged model of the run (``tracking.log_models``),
-    at the run's last step with its final metrics, the config as params, the run's tags."""
+    at the run's last step with its final metrics, the config as params, the run's tags. Best
+    effort: a store that cannot take it costs a warning, not the run."""
     from rltrain.registry import log_agent
 
     weights = result.weights_path
     if weights is None or not Path(weights).is_file():
         return
-    log_agent(tracker, "", result.output_dir / "config.yaml", Path(weights),
-              result.nb_steps, final, flatten(cfg), tags)
+    try:
+        log_agent(tracker, "", result.output_dir / "config.yaml", Path(weights),
+                  result.nb_steps, final, flatten(cfg), tags)
+    except Exception as err:  # e.g. a tracking server older than MLflow 3: not the run's loss
+        print(f"warning: run {tracker.run_id}: agent not logged as a model "
+              f"(tracking.log_models=false turns this off): {mask_url(str(err))[:300]}",
+              file=sys.stderr)

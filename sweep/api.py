@@ -72,25 +72,26 @@ class Study:
 
 
 def load(line: str | Sequence[str] = "", *, study_name: str = "", storage: str = "",
-         dir: str = "") -> Study:
+         sweep_dir: str = "") -> Study:
     """The study a multirun line names (``"env=acrobot"``: ``dqn-acrobot``), or the one
-    ``study_name``/``storage``/``dir`` name; ``rltrain.config.ConfigError`` if absent."""
+    ``study_name``/``storage``/``sweep_dir`` (``sweep.*``) name; ``rltrain.config.ConfigError``
+    if absent."""
     args = shlex.split(line) if isinstance(line, str) else list(line)
-    extra = {"sweep.study_name": study_name, "sweep.storage": storage, "sweep.dir": dir}
+    extra = {"sweep.study_name": study_name, "sweep.storage": storage, "sweep.dir": sweep_dir}
     args += [f"{k}={v}" for k, v in extra.items() if v]
     from sweep.settings import study_keys
 
     return Study(load_existing_study(study_keys(args)))
 
 
-def studies(storage: str = "", dir: str = "") -> Any:
-    """The studies of ``storage`` (else of the journals under ``dir``, ``multirun/``) as a
+def studies(storage: str = "", sweep_dir: str = "") -> Any:
+    """The studies of ``storage`` (else of the journals under ``sweep_dir``, ``multirun/``) as a
     DataFrame: name, storage, env, trial counts by state, best, winner, last_activity."""
     import pandas as pd
 
     from sweep import studies as listing
 
-    opts = {k: v for k, v in (("sweep.storage", storage), ("sweep.dir", dir)) if v}
+    opts = {k: v for k, v in (("sweep.storage", storage), ("sweep.dir", sweep_dir)) if v}
     found = [r for where in listing.storages(opts) for r in listing.rows(where)]
     return pd.DataFrame([{"name": r.name, "storage": r.storage, "env": r.env,
                           **{s.lower(): r.counts.get(s, 0)

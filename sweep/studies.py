@@ -50,8 +50,8 @@ def options(args: Sequence[str]) -> dict[str, str]:
     """The ``key=value`` options of the line; ConfigError for any other key."""
     found: dict[str, str] = {}
     for arg in args:
-        key, _, value = arg.partition("=")
-        if key not in KEYS or not _:
+        key, sep, value = arg.partition("=")
+        if key not in KEYS or not sep:
             raise ConfigError(f"{mask_url(arg)}: {USAGE}")
         found[key] = value
     return found

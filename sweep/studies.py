@@ -148,7 +148,8 @@ def delete(name: str, opts: dict[str, str], yes: bool) -> int:
     optuna.delete_study(study_name=name, storage=storage)
     said = f"deleted study {name} ({trials} trial(s)) from {mask_url(where)}"
     folder = Path(where).parent
-    if "://" not in where and folder.name == name and not storage.get_all_studies():
+    own = not opts.get("sweep.storage")  # <sweep.dir>/NAME/study.log: the study's own folder
+    if own and folder.name == name and not storage.get_all_studies():
         shutil.rmtree(folder)
         said += f", and its folder {folder}/"
     print(said)

@@ -8,6 +8,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -128,10 +129,15 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+def _storage(url: str) -> Any:
+    if "://" in url:
+        return sqlalchemy_url(url)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+
+
 def _fill(url: str, name: str, states: list[TrialState]) -> None:
     """A study made by Optuna itself, with finished trials of ``states``."""
-    study = optuna.create_study(study_name=name, storage=sqlalchemy_url(url),
-                                direction="maximize")
+    study = optuna.create_study(study_name=name, storage=_storage(url), direction="maximize")
     study.set_user_attr("env", "acrobot")
     for i, state in enumerate(states):
         study.add_trial(create_trial(
@@ -141,10 +147,13 @@ def _fill(url: str, name: str, states: list[TrialState]) -> None:
             user_attrs={"run_id": f"run{i}", "seeds": [i * 100]}))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "journal"])
 def test_studies_on_a_database(kind: str, workdir: Path, request: pytest.FixtureRequest) -> None:
-    url = f"sqlite:///{workdir / 'studies.db'}" if kind == "sqlite" \
-        else request.getfixturevalue("pg_url")
+    """A database, or one journal file given as sweep.storage (its folder is kept)."""
+    url = {"sqlite": f"sqlite:///{workdir / 'studies.db'}",
+           "journal": str(workdir / "mine" / "both.log")}.get(kind) \
+        or request.getfixturevalue("pg_url")
+    (workdir / "mine").mkdir()
     names = (f"a-{kind}", f"b-{kind}")
     _fill(url, names[0], [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED])
     _fill(url, names[1], [TrialState.FAIL])
@@ -164,7 +173,7 @@ def test_studies_on_a_database(kind: str, workdir: Path, request: pytest.Fixture
     assert proc.stdout.splitlines()[1] == f"no MLflow runs of study {names[1]} in " \
                                           f"sqlite:///{workdir / 'mlflow.db'}"
     assert PASSWORD not in proc.stdout + proc.stderr
-    assert optuna.get_all_study_names(sqlalchemy_url(url)) == [names[0]]
+    assert optuna.get_all_study_names(_storage(url)) == [names[0]]
     unknown = run_cli("studies", "delete", names[1], "--yes", f"sweep.storage={url}",
                       cwd=workdir)
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ Commands (each has its own ``--help``; sweep/cli.py holds the grammar):
   watch RUN_ID|models:/NAME/latest [episodes=1]
   register RUN_ID|best [name=NAME]   the agent in MLflow's Model Registry
   ui [--port 5000]        serve MLflow's UI; link to the latest sweep
+  studies [delete NAME --yes]   the studies of a storage; delete one
 
 Every command checks its input and its tracking store before any work: bad input is one
 ``error:`` line and exit code 2. An unexpected error is one masked ``error:`` line and exit
@@ -93,10 +94,19 @@ def cmd_ui(cmd: Command) -> int:
     return run(["--port", str(cmd.port), *cmd.overrides])
 
 
+def cmd_studies(cmd: Command) -> int:
+    """List the studies of a storage, or delete one (sweep/studies.py)."""
+    if cmd.overrides[:1] == ["delete"]:
+        cli.check_tracking(cli.tracking_uri(cmd.overrides))  # its runs are counted there
+    from sweep.studies import cmd_studies as run
+
+    return run(cmd.overrides, yes=cmd.yes)
+
+
 COMMANDS: dict[str, Callable[[Command], int]] = {
     "train": cmd_train, "multirun": cmd_multirun, "worker": cmd_multirun, "best": cmd_best,
     "reproduce": cmd_rerun, "evaluate": cmd_rerun, "watch": cmd_rerun, "register": cmd_rerun,
-    "ui": cmd_ui}
+    "ui": cmd_ui, "studies": cmd_studies}
 
 
 def dispatch(cmd: Command) -> int:

@@ -68,21 +68,30 @@ def load_existing_study(sweep_args: list[str]) -> Any:
         raise ConfigError(f"sweep.study_name={name}: no such study in {where}") from err
 
 
-def best_trial(sweep_args: list[str]) -> BestTrial:
-    """The recheck's winner (sweep/leaders.py), else the study's best COMPLETE trial;
-    ConfigError if it has none."""
+def winner(study: Any) -> BestTrial | None:
+    """The study's winner: the recheck's (sweep/leaders.py) while it stands, else the best
+    COMPLETE trial; None if no trial completed. The one definition: ``best``, ``reproduce
+    best``, ``studies`` and ``sweep.api`` use it."""
     from sweep.leaders import stored_winner
     from sweep.report import retrain_overrides
 
-    study = load_existing_study(sweep_args)
     rechecked = stored_winner(study)
     try:
         best = study.trials[rechecked["trial"]] if rechecked else study.best_trial
-    except ValueError as err:
-        raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet") from err
+    except ValueError:
+        return None
     return BestTrial(study=study.study_name, trial=best.number, value=float(best.value),
                      run_id=str(best.user_attrs.get("run_id", "")), params=dict(best.params),
                      overrides=retrain_overrides(best), recheck=rechecked)
+
+
+def best_trial(sweep_args: list[str]) -> BestTrial:
+    """The winner (:func:`winner`) of the study the line names; ConfigError if it has none."""
+    study = load_existing_study(sweep_args)
+    found = winner(study)
+    if found is None:
+        raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet")
+    return found
 
 
 def check_export_name(name: str) -> None:

@@ -47,6 +47,7 @@ class Command:
     info: str = ""            # --info [groups|searches|all]
     as_json: bool = False     # best --json
     port: int = 5000          # ui --port
+    yes: bool = False         # studies delete --yes
     config_dir: str = ""      # --config-dir DIR: the user's config folder, searched first
     line: list[str] = field(default_factory=list)  # the arguments as typed
 
@@ -67,6 +68,9 @@ DESCRIPTIONS = {
     "watch": "A GIF of a run's trained agent, logged on the run.",
     "register": "Register a run's agent (or the study's best) in MLflow's Model Registry, "
                 "loadable with mlflow.pyfunc.load_model.",
+    "studies": "List the studies of a storage (trials by state, best value, the recheck's "
+               "winner, last activity), or delete one. The storage, as multirun finds it: "
+               "sweep.storage=URL, else every journal under sweep.dir (multirun/).",
     "ui": "Serve MLflow's UI on the project's store (or point at the tracking server) and "
           "print the link to the latest sweep, in the Model training view.",
 }
@@ -106,6 +110,11 @@ EPILOGS = {
     "register": "options (key=value):\n  name=NAME (the study's name)\n"
                 + BEST_STUDY + "examples:\n  python -m sweep register best\n"
                 "  python -m sweep register best env=acrobot",
+    "studies": "delete: Optuna's delete_study, and the study's folder <sweep.dir>/NAME/ for a "
+               "journal study;\nits MLflow runs are kept (the command says how many, where)\n"
+               "examples:\n  python -m sweep studies\n"
+               "  python -m sweep studies sweep.storage=postgresql://sweep@DBHOST/optuna\n"
+               "  python -m sweep studies delete dqn-acrobot --yes",
     "ui": "examples:\n  python -m sweep ui\n  python -m sweep ui --port 5001",
 }
 OVERRIDES_HELP = {
@@ -120,6 +129,8 @@ OVERRIDES_HELP = {
     "evaluate": "seeds=N jobs=N threshold=X; sweep.*, env=, search=, tracking.*, as reproduce",
     "watch": "episodes=N; sweep.*, env=, search= to find 'best'; tracking.uri/experiment",
     "register": "name=NAME; sweep.*, env=, search=, tracking.*, as reproduce",
+    "studies": "[delete NAME] sweep.storage=URL, sweep.dir=DIR, tracking.uri=URI (where the "
+               "study's runs are counted)",
     "ui": "tracking.uri=..., tracking.experiment=...",
 }
 
@@ -154,6 +165,8 @@ def build() -> tuple[Parser, dict[str, Parser]]:
                            help="list the config groups and the search spaces (conf/) and exit")
         if name == "best":
             p.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "studies":
+            p.add_argument("--yes", action="store_true", help="delete: yes, delete it")
         if name == "ui":
             p.add_argument("--port", type=int, default=5000, help="the UI's port (5000)")
         parsers[name] = p
@@ -185,6 +198,7 @@ def parse(args: Sequence[str]) -> Command | None:
     return Command(command, [*ns.overrides, *appended(command)], target=getattr(ns, "target", ""),
                    cfg=getattr(ns, "cfg", None) or "", info=getattr(ns, "info", None) or "",
                    as_json=getattr(ns, "json", False), port=getattr(ns, "port", 5000),
+                   yes=getattr(ns, "yes", False),
                    config_dir=ns.config_dir, line=list(args))
 
 

@@ -127,11 +127,12 @@ def best_trial(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
 
 
 def chosen(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
-    """The recheck's winner when the recheck is done, else the best objective."""
-    winner = stored_winner(study)
-    if winner:
-        return study.trials[winner["trial"]]
-    return best_trial(study.get_trials(deepcopy=False), plan.settings.direction)
+    """The winner's trial (sweep/best.py's ``winner``: the recheck's when it is done, else
+    the best objective)."""
+    from sweep.best import winner
+
+    found = winner(study)
+    return None if found is None else study.trials[found.trial]
 
 
 def trial_line(t: FrozenTrial, best: FrozenTrial | None) -> str:
@@ -241,13 +242,17 @@ def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
 
 
 def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
+    """``trials.csv``: the columns of sweep/table.py (the README's table), a row per trial."""
+    from sweep.best import winner
+    from sweep.table import trials_frame
+
     try:
-        frame = study.trials_dataframe(attrs=("number", "value", "state", "params",
-                                              "duration", "user_attrs"))
+        best = winner(study)
+        frame = trials_frame(study, best.trial if best else None)
     except Exception as err:  # pandas missing, or nothing to tabulate
         print(f"warning: trials.csv not written: {err}", file=sys.stderr)
         return
-    for column in frame.columns:  # overrides may hold a tracking URL with a password
+    for column in frame.columns:  # an error may hold a tracking URL with a password
         if frame[column].dtype == object:
             frame[column] = frame[column].map(
                 lambda v: mask_url(str(v)) if isinstance(v, str | list) else v)

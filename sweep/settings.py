@@ -106,6 +106,7 @@ class Plan:
     eval_interval: int
     nb_steps: int
     args: list[str] = field(default_factory=list)
+    env: str = ""          # the env group every trial trains on (env=acrobot: acrobot)
 
     @property
     def fixed(self) -> list[str]:
@@ -165,7 +166,7 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
                 folder=folder, storage=resolve_storage(settings.storage, folder),
                 tracking_uri=base.tracking.uri, experiment=base.tracking.experiment,
                 eval_interval=base.train.eval_interval, nb_steps=base.train.nb_steps,
-                args=list(args))
+                args=list(args), env=env)
 
 
 def study_keys(args: Sequence[str]) -> list[str]:

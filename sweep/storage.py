@@ -77,6 +77,24 @@ def open_storage(plan: Plan) -> Any:
                           heartbeat_stale_trial_callback=StaleTrials(plan))
 
 
+def read_storage(where: str) -> Any:
+    """A storage to list, read and delete studies in (no heartbeats, no stale-trial handler):
+    an existing journal file, or a database URL (checked first: one masked line if it cannot
+    be reached). ConfigError if there is nothing there."""
+    if "://" not in where:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        if not Path(where).is_file():
+            raise ConfigError(f"sweep.storage={where}: no journal file there")
+        return JournalStorage(JournalFileBackend(where))
+    if where.startswith("sqlite:///") and not Path(where.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"sweep.storage={mask_url(where)}: no database file there")
+    check_database(where, "sweep.storage")
+    url = sqlalchemy_url(where)
+    return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+
+
 def heartbeats(storage: Any) -> bool:
     return isinstance(storage, RDBStorage)
 

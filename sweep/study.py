@@ -73,6 +73,8 @@ def create_study(plan: Plan, storage: Any) -> optuna.Study:
         study.set_user_attr("space", plan.space.describe())
         study.set_user_attr("fixed", [mask_url(f) for f in plan.fixed])
         study.set_user_attr("objective", objective_of(plan))
+    if plan.env and "env" not in study.user_attrs:
+        study.set_user_attr("env", plan.env)  # for python -m sweep studies
     return study
 
 

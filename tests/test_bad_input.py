@@ -84,6 +84,17 @@ CASES = [  # (command line, text the error line must contain)
     (["evaluate", "best", f"sweep.storage=postgresql:/u:{SECRET}@127.0.0.1:1/db"],
      "sweep.storage=postgresql:/***@"),
     (["ui", f"tracking.uri=http//u:{SECRET}@127.0.0.1:1"], "tracking.uri=http//***@"),
+    (["studies", "delete", "nope", "--yes"],
+     "studies delete nope: no such study in multirun/*/study.log"),
+    (["studies", "delete", "nope"], "studies delete nope: no such study"),
+    (["studies", "delete"], "delete: studies takes [delete NAME --yes]"),
+    (["studies", "agent.lr=1"], "agent.lr=1: studies takes"),
+    (["studies", PG_STORAGE], "sweep.storage=postgresql://u:***@127.0.0.1:1/db: cannot connect"),
+    (["studies", "delete", "x", "--yes", "sweep.storage=sqlite:///nope.db"],
+     "sweep.storage=sqlite:///nope.db: no database file there"),
+    (["studies", "delete", "x", "--yes", "sweep.storage=nope.log"],
+     "sweep.storage=nope.log: no journal file there"),
+    (["studies", "delete", "x", "--yes", HTTP], "tracking.uri=http://user:***@127.0.0.1:1"),
 ]
 
 

@@ -10,6 +10,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.entities import LoggedModelStatus
 
 from rltrain.registry import register_run, source_run
 from rltrain.run import tracked_train
@@ -67,3 +68,31 @@ def test_register_command_and_watch_a_model(tiny, tracking_uri: str, workdir: Pa
     assert "as model keras-rl-cartpole version 1" in capsys.readouterr().out  # the experiment
     assert cmd_watch(["models:/keras-rl-cartpole/latest", f"tracking.uri={tracking_uri}"]) == 0
     assert (workdir / "outputs" / "watch" / run_id / "agent.gif").is_file()
+
+
+def test_a_run_s_agent_is_a_logged_model_with_its_metrics(tiny, tracking_uri: str, client,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """MLflow 3's model view: the run's delivered agent is a logged model, linked to the run
+    at its last step with its final metrics, found by search_logged_models, loadable."""
+    run_id, result = tracked_train(tiny("agent.impl=fast"), tags={"sweep.study": "lm"})
+    unlogged, _ = tracked_train(tiny("agent.impl=fast", "tracking.log_models=false",
+                                     "train.nb_steps=100", "train.eval_interval=0"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    experiment = client.get_experiment_by_name("keras-rl-cartpole").experiment_id
+    (model,) = mlflow.search_logged_models(
+        experiment_ids=[experiment], filter_string="metrics.`test/mean_reward` > -1",
+        output_format="list")
+    assert model.source_run_id == run_id and model.status == LoggedModelStatus.READY
+    assert model.name == client.get_run(run_id).info.run_name
+    assert model.tags["sweep.study"] == "lm" and model.params["agent.impl"] == "fast"
+    linked = {m.key: (m.value, m.step, m.run_id) for m in model.metrics}
+    assert linked["test/mean_reward"] == (result.test_mean_reward, 300, run_id)
+    assert {"test/final_weights_mean_reward", "eval/best_mean_reward"} <= set(linked)
+    outputs = client.get_run(run_id).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [(model.model_id, 300)]
+    assert not client.get_run(unlogged).outputs.model_outputs  # tracking.log_models=false
+
+    loaded = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+    out = loaded.predict(np.zeros((2, 4), dtype=np.float32))
+    assert list(out.columns) == ["q_0", "q_1", "action"] and len(out) == 2

@@ -128,6 +128,7 @@ class TrackingConfig:
     uri: str = ""
     experiment: str = "keras-rl-cartpole"
     run_name: str = ""
+    log_models: bool = True
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-import warnings
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from rltrain.config import load_saved
-from rltrain.tracking import RunNotFound, client_for, download_artifact, stored_run
+from rltrain.tracking import RunNotFound, Tracker, client_for, download_artifact, stored_run
 
 MODEL_PATH = "agent_model"  # the model's folder among the run's artifacts
 REQUIREMENTS = ("tensorflow", "tf-keras", "keras-rl2", "gymnasium", "omegaconf", "hydra-core",
@@ -125,18 +125,28 @@ def _example(cfg: DictConfig, width: int) -> np.ndarray:
     return np.asarray([np.tile(obs, width // obs.size) for obs in starts], dtype=np.float32)
 
 
-def save_run_model(config: Path, weights: Path, folder: Path) -> Path:
-    """Save the pyfunc model of one run's files in ``folder``; return its path."""
-    from mlflow.models import infer_signature
+def signature(width: int, nb_actions: int) -> Any:
+    """What the model takes and gives: float32 rows of ``width`` numbers; ``q_0 ..
+    q_{n-1}`` (double) and ``action`` (long). Written out, not inferred: inferring it
+    would build the agent once more (about 1.5 s a run)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    outputs = [ColSpec("double", f"q_{a}") for a in range(nb_actions)]
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, width))]),
+                          outputs=Schema([*outputs, ColSpec("long", "action")]))
+
+
+def save_run_model(config: Path, weights: Path, folder: Path, model_id: str = "",
+                   run_id: str = "") -> Path:
+    """Save the pyfunc model of one run's files in ``folder``; return its path. ``model_id``:
+    the logged model it becomes (its MLmodel file says so, as ``mlflow.pyfunc.log_model``
+    writes it)."""
+    from mlflow.models import Model
 
     cfg = load_saved(config)
     obs_shape, nb_actions, scale = _spaces(cfg)
-    model = QNetworkModel(obs_shape, nb_actions, scale)
-    model.load(config, weights)
-    example = _example(cfg, model.width)
-    with warnings.catch_warnings():  # "integer column(s)": the action is never missing
-        warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(example, model.predict(None, example))
+    width = int(cfg.agent.memory.window_length) * int(np.prod(obs_shape))
     path = folder / MODEL_PATH
     quiet = logging.getLogger("mlflow.pyfunc")  # "Validating input example ..."
     level = quiet.level
@@ -147,10 +157,26 @@ def save_run_model(config: Path, weights: Path, folder: Path) -> Path:
             model_config={"obs_shape": list(obs_shape), "nb_actions": nb_actions,
                           "input_scale": scale},
             artifacts={"config": str(config), "weights": str(weights)},
-            signature=signature, input_example=example, pip_requirements=_requirements())
+            signature=signature(width, nb_actions), input_example=_example(cfg, width),
+            pip_requirements=_requirements(),
+            mlflow_model=Model(model_id=model_id or None, run_id=run_id or None,
+                               model_uuid=model_id or None) if model_id else None)
     finally:
         quiet.setLevel(level)
     return path
+
+
+def log_agent(tracker: Tracker, name: str, config: Path, weights: Path, step: int,
+              metrics: Mapping[str, float], params: Mapping[str, Any],
+              tags: Mapping[str, Any]) -> str:
+    """Log a run's delivered agent as an MLflow 3 logged model linked to the run at ``step``
+    with ``metrics`` (the experiment's Models tab, ``mlflow.search_logged_models``); return
+    its model id. Load it with ``mlflow.pyfunc.load_model(f"models:/{model_id}")``."""
+    model_id = tracker.start_model(name, params, tags)
+    with tempfile.TemporaryDirectory(prefix="logged-model-") as tmp:
+        path = save_run_model(config, weights, Path(tmp), model_id, tracker.run_id)
+        tracker.finish_model(model_id, path, step, metrics)
+    return model_id
 
 
 def register_run(uri: str, run_id: str, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -90,9 +91,11 @@ def tracked_train_together(cfgs: Sequence[DictConfig], *, overrides: Sequence[st
         start = time.perf_counter()
         results = train_together(learners, after_round)
         wall = time.perf_counter() - start
-        for cfg, tracker, result in zip(cfgs, trackers, results, strict=True):
-            _log_result(tracker, run_name(cfg), result, result.output_dir, wall)
+        for cfg, tracker, result, tag in zip(cfgs, trackers, results, tags, strict=True):
+            final = _log_result(tracker, run_name(cfg), result, result.output_dir, wall)
             _log_folder(tracker, result.output_dir, logged)
+            if cfg.tracking.log_models and not result.stopped:
+                _log_model(tracker, cfg, result, final, tag)
             if result.stopped:
                 tracker.set_tags({"stopped": result.stopped})
                 tracker.end(RunStatus.to_string(RunStatus.KILLED))
@@ -117,18 +120,43 @@ def _log_folder(tracker: Tracker, folder: Path, logged: set[str]) -> None:
 
 
 def _log_result(tracker: Tracker, name: str, result: Any, folder: Path,
-                wall_seconds: float) -> None:
-    """Final metrics and the learning curve (logged with the folder when the run ends)."""
+                wall_seconds: float) -> dict[str, float]:
+    """Final metrics and the learning curve (logged with the folder when the run ends);
+    return the final metrics."""
     step = result.nb_steps
+    final: dict[str, float] = {}
     if result.test_rewards:
-        tracker.log_metric("test/mean_reward", result.test_mean_reward, step)
+        final["test/mean_reward"] = result.test_mean_reward
     if result.final_test_rewards:
-        tracker.log_metric("test/final_weights_mean_reward", result.final_test_mean_reward, step)
+        final["test/final_weights_mean_reward"] = result.final_test_mean_reward
+    final.update({"train/steps_per_second": result.steps_per_second,
+                  "train/wall_seconds": wall_seconds})
+    for key, value in final.items():
+        tracker.log_metric(key, value, step)
     if result.best_evaluation is not None:
         tracker.log_metric("eval/best_mean_reward", result.best_evaluation[1],
                            result.best_evaluation[0])
-    tracker.log_metric("train/steps_per_second", result.steps_per_second, step)
-    tracker.log_metric("train/wall_seconds", wall_seconds, step)
+        final["eval/best_mean_reward"] = result.best_evaluation[1]
     tracker.flush(wait=True)
     learning_curve(result.episode_end_steps, result.episode_rewards, result.evaluations,
                    folder / "learning_curve.png", title=name)
+    return final
+
+
+def _log_model(tracker: Tracker, cfg: DictConfig, result: Any, final: Mapping[str, float],
+               tags: Mapping[str, Any]) -> None:
+    """The delivered agent as an MLflow 3 logged model of the run (``tracking.log_models``),
+    at the run's last step with its final metrics, the config as params, the run's tags. Best
+    effort: a store that cannot take it costs a warning, not the run."""
+    from rltrain.registry import log_agent
+
+    weights = result.weights_path
+    if weights is None or not Path(weights).is_file():
+        return
+    try:
+        log_agent(tracker, "", result.output_dir / "config.yaml", Path(weights),
+                  result.nb_steps, final, flatten(cfg), tags)
+    except Exception as err:  # e.g. a tracking server older than MLflow 3: not the run's loss
+        print(f"warning: run {tracker.run_id}: agent not logged as a model "
+              f"(tracking.log_models=false turns this off): {mask_url(str(err))[:300]}",
+              file=sys.stderr)

@@ -40,6 +40,7 @@ from rltrain.retry import cause, retrying  # noqa: E402
 
 METRIC_NAMES = {"mean_eps": "epsilon"}  # keras-rl2 metric name -> MLflow metric name
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+MODEL_TYPE = "dqn-agent"  # a logged model's type: search_logged_models(... model_type ...)
 KEY_TAG = "rltrain.create_key"  # finds a run whose creation was answered by a dying server
 T = TypeVar("T")
 
@@ -126,6 +127,39 @@ class Tracker:
         self._call("logging an artifact", self.client.log_artifact, self.run_id, str(path),
                    artifact_path)
 
+    def start_model(self, name: str, params: Mapping[str, Any],
+                    tags: Mapping[str, Any]) -> str:
+        """Create an MLflow 3 logged model from this run (its Models tab); return its id.
+        ``name`` empty: the run's name. Its files come with :meth:`finish_model`."""
+        run = self._call("looking up the run", self.client.get_run, self.run_id)
+        model = self._call("creating a logged model", self.client.create_logged_model,
+                           run.info.experiment_id, name=name or run.info.run_name or None,
+                           source_run_id=self.run_id,
+                           params={k: mask_url(str(v))[:6000] for k, v in params.items()},
+                           tags={k: mask_url(str(v)) for k, v in tags.items()},
+                           model_type=MODEL_TYPE)
+        return str(model.model_id)
+
+    def finish_model(self, model_id: str, folder: Path, step: int,
+                     metrics: Mapping[str, float]) -> None:
+        """Upload the saved model ``folder``, link the model to this run as an output at
+        ``step`` with ``metrics`` (what ``mlflow.pyfunc.log_model`` does for the active run),
+        and mark it READY."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        self._call("logging the model's files", self.client.log_model_artifacts, model_id,
+                   str(folder))
+        self._call("linking the model", self.client.log_outputs, self.run_id,
+                   [LoggedModelOutput(model_id, step)])
+        now = int(time.time() * 1000)
+        linked = [Metric(k, float(v), now, int(step), model_id=model_id)
+                  for k, v in metrics.items() if v is not None and not math.isnan(v)]
+        if linked:
+            self._call("logging the model's metrics", self.client.log_batch, self.run_id,
+                       metrics=linked)
+        self._call("finalizing the model", self.client.finalize_logged_model, model_id,
+                   LoggedModelStatus.READY)
+
     def end(self, status: str) -> None:
         """Flush and close the run with ``status`` (FINISHED, FAILED, KILLED)."""
         try:
@@ -195,6 +229,23 @@ def find_runs(uri: str, experiment: str, tags: Mapping[str, Any], status: str | 
     if with_tags:
         return [(run.info.run_id, dict(run.data.tags)) for run in found_runs]
     return [run.info.run_id for run in found_runs]
+
+
+def study_runs(uri: str, study: str) -> dict[str, int]:
+    """How many runs carry tag ``sweep.study=STUDY``, by experiment name (a local SQLite
+    store that does not exist is not created by looking: no runs)."""
+    local = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
+    if local.startswith("sqlite:///") and not Path(local.removeprefix("sqlite:///")).exists():
+        return {}
+    client = client_for(uri)
+    experiments = call(uri, "listing experiments", client.search_experiments)
+    counts: dict[str, int] = {}
+    for experiment in experiments:
+        found = call(uri, "searching runs", lambda e=experiment: client.search_runs(
+            [e.experiment_id], f"tags.`sweep.study` = '{study}'", max_results=50000))
+        if found:
+            counts[experiment.name] = len(found)
+    return counts
 
 
 def tracker_for(uri: str, run_id: str) -> Tracker:

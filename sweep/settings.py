@@ -278,7 +278,7 @@ def check_settings(s: SweepSettings) -> None:
     needs = SAMPLERS[s.sampler]
     if needs and importlib.util.find_spec(needs) is None:
         raise ConfigError(f"sweep.sampler={s.sampler}: needs the '{needs}' package, which is "
-                          f"not installed (pip install {needs})")
+                          f"not installed (pip install -e .[samplers], as requirements.lock does)")
 
 
 def check_seed(space: space_.SearchSpace) -> None:

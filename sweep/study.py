@@ -4,8 +4,10 @@
 
 One invocation is one MLflow parent run; each trial is a nested run (sweep/trial.py) whose
 seeds train from a config Hydra composes out of the base config, the fixed overrides and
-the sampled values; workers claim trials (sweep/workers.py). When the trial budget is spent,
-the leaders are retrained on fresh seeds (sweep/recheck.py). The study lives in a storage
+the sampled values; workers claim trials (sweep/workers.py), the warm start and
+``sweep.enqueue``'s configs first (sweep/enqueue.py). When the trial budget is spent, or
+``sweep.timeout`` / ``sweep.stop_at`` ended the claiming (sweep/stops.py), the leaders are
+retrained on fresh seeds (sweep/recheck.py). The study lives in a storage
 (by default a journal file in ``multirun/<study>/``, or a database shared by machines: see
 sweep/storage.py), so running the same command again resumes it, and
 ``python -m sweep worker`` joins it.
@@ -207,7 +209,7 @@ def run(plan: Plan, join: bool = False) -> Outcome:
                     stale = fail_stale_trials(study, storage, plan)  # a crashed worker's
                 end_stale(plan, stale)
                 end_runs_of_finished_trials(plan, study)  # ends lost to a tracking outage
-                if why := stops.reason(study, s, until):
+                if claimed(study) < s.n_trials and (why := stops.reason(study, s, until)):
                     print(f"study {s.study_name}: {why}", file=sys.stderr)
             outcome = _outcome(study, job, crashed)
             if outcome.exit_code == 0 and not join and _trials_done(study, plan, until):

@@ -38,7 +38,7 @@ def resuming(study: optuna.Study, plan: Plan, left: int, joining: bool = False) 
     if joining:
         print(f"study {s.study_name}: joining ({counts}); {max(left, 0)} of {s.n_trials} "
               f"trials left, {s.n_jobs} worker(s), storage {where}", file=sys.stderr)
-    elif not study.trials:
+    elif all(t.state == TrialState.WAITING for t in study.trials):  # queued ones only
         print(f"study {s.study_name}: new, {s.n_trials} trials, {s.n_jobs} worker(s), "
               f"storage {where}", file=sys.stderr)
     else:

@@ -36,7 +36,7 @@ from rltrain.config import (
 )
 from rltrain.secrets import mask_login
 from rltrain.urls import STORAGE_SCHEMES, TRACKING_SCHEMES, check_url
-from sweep import objective, seeds
+from sweep import enqueue, objective, seeds
 from sweep import space as space_
 
 SAMPLERS = {"tpe": None, "random": None, "cmaes": "cmaes", "gp": "torch"}  # name -> needs
@@ -81,6 +81,10 @@ class SweepSettings:
     recheck_top_k: int = 3
     recheck_seeds: int = 4
     register_best: bool = True
+    timeout: float = 0.0  # seconds; 0: no limit
+    stop_at: float = math.nan  # NaN: no target
+    warm_start: bool = True
+    enqueue: str = ""
 
 
 @dataclass
@@ -107,6 +111,8 @@ class Plan:
     nb_steps: int
     args: list[str] = field(default_factory=list)
     env: str = ""          # the env group every trial trains on (env=acrobot: acrobot)
+    warm: dict[str, Any] = field(default_factory=dict)   # the config's defaults inside the space
+    queue: list[dict[str, Any]] = field(default_factory=list)  # sweep.enqueue's entries
 
     @property
     def fixed(self) -> list[str]:
@@ -161,12 +167,16 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
     check_url("tracking.uri", base.tracking.uri, TRACKING_SCHEMES)  # also one from a YAML file
     check_values(base, space, groups, conf_dir)
     check_fit(settings, base, space)
+    check_sampler(settings, space)
+    queue = enqueue.load(settings.enqueue, space)
+    warm = enqueue.defaults(base, space, group_choices(list(space.fixed.values()), conf), groups) \
+        if settings.warm_start else {}
     folder = Path(settings.dir) / settings.study_name
     return Plan(settings=settings, space=space, search_name=search_name,
                 folder=folder, storage=resolve_storage(settings.storage, folder),
                 tracking_uri=base.tracking.uri, experiment=base.tracking.experiment,
                 eval_interval=base.train.eval_interval, nb_steps=base.train.nb_steps,
-                args=list(args), env=env)
+                args=list(args), env=env, warm=warm, queue=queue)
 
 
 def study_keys(args: Sequence[str]) -> list[str]:
@@ -179,18 +189,25 @@ def study_keys(args: Sequence[str]) -> list[str]:
 def env_group(overrides: Sequence[str], conf_dir: Path) -> str:
     """The env group a training config composed with these overrides uses: ``env=NAME``, an
     experiment's ``override /env: NAME``, else conf/config.yaml's default."""
+    return group_choices(overrides, conf_dir).get("env", "")
+
+
+def group_choices(overrides: Sequence[str], conf_dir: Path) -> dict[str, str]:
+    """The config group options a training config composed with these overrides uses
+    (``{"env": "cartpole", "agent": "dqn", "agent/model": "mlp", ...}``)."""
     choices = tuple(o for o in overrides if "." not in o.split("=", 1)[0]
                     and not o.startswith("~") and not space_.parse(o).is_sweep_override())
-    return _env_choice(choices, conf_dir.resolve(), user_conf_dir())
+    return dict(_choices(choices, conf_dir.resolve(), user_conf_dir()))
 
 
 @functools.lru_cache(maxsize=64)
-def _env_choice(choices: tuple[str, ...], conf_dir: Path, user: Path | None) -> str:
+def _choices(choices: tuple[str, ...], conf_dir: Path,
+             user: Path | None) -> tuple[tuple[str, str], ...]:
     try:
         cfg = compose([group_choice(c, conf_dir) for c in choices], conf_dir, hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(str(err).strip().splitlines()[0]) from err
-    return str(cfg.hydra.runtime.choices.get("env") or "")
+    return tuple((str(k), str(v)) for k, v in cfg.hydra.runtime.choices.items() if v)
 
 
 def _search_name(own: Sequence[str], trial_args: Sequence[str], conf_dir: Path) -> str:
@@ -256,6 +273,7 @@ def check_settings(s: SweepSettings) -> None:
          f"must be > sweep.heartbeat_interval ({s.heartbeat_interval}), else live trials "
          "look dead"),
         ("max_retry", s.max_retry, s.max_retry >= 0, "must be >= 0"),
+        ("timeout", s.timeout, s.timeout >= 0, "must be >= 0 (seconds; 0: no limit)"),
     ]
     for key, value, ok, why in checks:
         if not ok:
@@ -263,7 +281,7 @@ def check_settings(s: SweepSettings) -> None:
     needs = SAMPLERS[s.sampler]
     if needs and importlib.util.find_spec(needs) is None:
         raise ConfigError(f"sweep.sampler={s.sampler}: needs the '{needs}' package, which is "
-                          f"not installed (pip install {needs})")
+                          f"not installed (pip install -e .[samplers], as requirements.lock does)")
 
 
 def check_seed(space: space_.SearchSpace) -> None:
@@ -271,6 +289,19 @@ def check_seed(space: space_.SearchSpace) -> None:
     if "seed" in space.dimensions:
         raise ConfigError(f"seed={space.dimensions['seed'].expression}: seed cannot be searched; "
                           "use sweep.seed=N (derives a seed per trial) or a fixed seed=N")
+
+
+def check_sampler(s: SweepSettings, space: space_.SearchSpace) -> None:
+    """CMA-ES samples numbers only: Optuna would sample a choice(...) dimension at random
+    (its independent sampler) and CMA-ES would search only the rest; refused instead."""
+    if s.sampler != "cmaes":
+        return
+    for key, dim in space.dimensions.items():
+        if isinstance(dim.distribution, CategoricalDistribution):
+            raise ConfigError(f"sweep.sampler=cmaes: {key}={dim.expression}: CMA-ES takes no "
+                              "choice(...) dimension (Optuna would sample it at random); "
+                              f"write it as range(...) or interval(...), fix it ({key}=VALUE), "
+                              "or use sweep.sampler=tpe or gp")
 
 
 def check_fit(s: SweepSettings, base: DictConfig, space: space_.SearchSpace) -> None:

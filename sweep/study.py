@@ -4,8 +4,10 @@
 
 One invocation is one MLflow parent run; each trial is a nested run (sweep/trial.py) whose
 seeds train from a config Hydra composes out of the base config, the fixed overrides and
-the sampled values; workers claim trials (sweep/workers.py). When the trial budget is spent,
-the leaders are retrained on fresh seeds (sweep/recheck.py). The study lives in a storage
+the sampled values; workers claim trials (sweep/workers.py), the warm start and
+``sweep.enqueue``'s configs first (sweep/enqueue.py). When the trial budget is spent, or
+``sweep.timeout`` / ``sweep.stop_at`` ended the claiming (sweep/stops.py), the leaders are
+retrained on fresh seeds (sweep/recheck.py). The study lives in a storage
 (by default a journal file in ``multirun/<study>/``, or a database shared by machines: see
 sweep/storage.py), so running the same command again resumes it, and
 ``python -m sweep worker`` joins it.
@@ -27,7 +29,7 @@ import optuna
 from rltrain.config import ConfigError, mask_url
 from rltrain.secrets import masked_entry
 from rltrain.tracking import check_server, tracked_run
-from sweep import leaders, recheck, report
+from sweep import enqueue, leaders, recheck, report, stops
 from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
@@ -140,7 +142,8 @@ def _difference(mine: Any, theirs: Any) -> str:
 
 def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
     """Check that the storage and an http tracking server answer, then create or resume the
-    study (``join``: load an existing one only). Nothing is created when a check fails."""
+    study (``join``: load an existing one only) and queue its first configs (``multirun``:
+    sweep/enqueue.py). Nothing is created when a check fails."""
     check_storage(plan)
     check_server(plan.tracking_uri)
     if note := budget_note(plan):
@@ -152,10 +155,21 @@ def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
     study = join_study(plan, storage) if join else create_study(plan, storage)
     with claim_lock(storage, plan):
         stale = fail_stale_trials(study, storage, plan)
+        if not join and (queued := enqueue.queue_first(study, plan.warm, plan.queue,
+                                                      plan.settings.enqueue)):
+            print(f"study {plan.settings.study_name}: {queued} config(s) queued to run first "
+                  f"({_queued_from(plan)})", file=sys.stderr)
     end_stale(plan, stale)
     end_dead_parents(plan)
     end_runs_of_finished_trials(plan, study)
     return storage, study
+
+
+def _queued_from(plan: Plan) -> str:
+    parts = ["sweep.warm_start: the config's own " + ", ".join(plan.warm)] if plan.warm else []
+    if plan.queue:
+        parts.append(f"sweep.enqueue={plan.settings.enqueue}")
+    return "; ".join(parts)
 
 
 def run(plan: Plan, join: bool = False) -> Outcome:
@@ -166,17 +180,21 @@ def run(plan: Plan, join: bool = False) -> Outcome:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     s = plan.settings
+    until = stops.deadline(s)  # sweep.timeout counts from here, once per invocation
     storage, study = open_study(plan, join)
     if not join:  # another budget or other fresh seeds: the winner stands once rechecked
         leaders.forget_stale_winner(study, plan)
     plan.folder.mkdir(parents=True, exist_ok=True)
     left = s.n_trials - claimed(study)
     report.resuming(study, plan, left, joining=join)
+    if stops.reached_by(study, s) is not None:  # a rerun: only what is left (the recheck)
+        print(f"study {s.study_name}: {stops.reason(study, s, None)}", file=sys.stderr)
+        left = 0
     to_recheck = not join and bool(leaders.missing(study, plan))
     if left <= 0 and not to_recheck:
         report.summary(study, plan)
         return Outcome(0, "nothing to do")
-    n_existing = len(study.trials)
+    n_existing = _started(study)
     ctx = mp.get_context("spawn")
     name = f"{s.study_name}-{datetime.now():%m%d-%H%M%S}"
     tags = {"sweep.study": s.study_name, "sweep.role": "parent",
@@ -185,7 +203,7 @@ def run(plan: Plan, join: bool = False) -> Outcome:
     with tracked_run(plan.tracking_uri, plan.experiment, name, tags=tags) as parent:
         report.log_plan(parent, plan)
         job = Job(plan, parent.run_id, ctx.Lock(), ctx.Event(), os.getpid(),
-                  main_process=tags["sweep.process"])
+                  main_process=tags["sweep.process"], deadline=until)
         monitor = report.Monitor(plan, parent.run_id, lambda: optuna.load_study(
             study_name=s.study_name, storage=open_storage(plan)))
         crashed: list[str] = []
@@ -197,8 +215,10 @@ def run(plan: Plan, join: bool = False) -> Outcome:
                     stale = fail_stale_trials(study, storage, plan)  # a crashed worker's
                 end_stale(plan, stale)
                 end_runs_of_finished_trials(plan, study)  # ends lost to a tracking outage
+                if claimed(study) < s.n_trials and (why := stops.reason(study, s, until)):
+                    print(f"study {s.study_name}: {why}", file=sys.stderr)
             outcome = _outcome(study, job, crashed)
-            if outcome.exit_code == 0 and not join and _budget_spent(study, plan):
+            if outcome.exit_code == 0 and not join and _trials_done(study, plan, until):
                 recheck.run(plan, study, parent, job.stop)
                 outcome = _outcome(study, job, crashed)
                 if outcome.exit_code == 0 and s.register_best:
@@ -210,8 +230,13 @@ def run(plan: Plan, join: bool = False) -> Outcome:
         elif outcome.exit_code:
             parent.set_tags({"error": outcome.message})
             parent.end("FAILED")
-    outcome.new_trials = len(study.trials) - n_existing
+    outcome.new_trials = _started(study) - n_existing
     return outcome
+
+
+def _started(study: optuna.Study) -> int:
+    """Trials that ran or run (not those queued to run: warm start, enqueue, retries)."""
+    return sum(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
 def _register_best(plan: Plan, study: optuna.Study) -> None:
@@ -247,10 +272,14 @@ def register(uri: str, run_id: str, name: str) -> str:
     return register_run(uri, run_id, name)
 
 
-def _budget_spent(study: optuna.Study, plan: Plan) -> bool:
-    """Every trial of ``sweep.n_trials`` finished (none still running elsewhere)."""
+def _trials_done(study: optuna.Study, plan: Plan, until: float | None) -> bool:
+    """Every trial of ``sweep.n_trials`` finished, or sweep.timeout / sweep.stop_at ended the
+    claiming and no trial is still running elsewhere: time for the recheck."""
     finished = study.get_trials(deepcopy=False, states=FINISHED)
-    return len(finished) >= plan.settings.n_trials
+    if len(finished) >= plan.settings.n_trials:
+        return True
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return bool(stops.reason(study, plan.settings, until)) and not running
 
 
 def _outcome(study: optuna.Study, job: Job, crashed: list[str]) -> Outcome:

@@ -27,6 +27,7 @@ from rltrain.secrets import masked_entry
 from sweep.runs import end_parent_run, end_stale
 from sweep.samplers import make_pruner, make_sampler, sampler_seed
 from sweep.settings import Plan
+from sweep.stops import reason
 from sweep.storage import (
     Heartbeat,
     claim_lock,
@@ -52,6 +53,7 @@ class Job:
     main_pid: int       # the invocation's own process
     in_subprocess: bool = False
     main_process: str = ""  # its process_identity: a reused main_pid is not it
+    deadline: float | None = None  # sweep.timeout: time.monotonic() after which none is claimed
 
 
 def load_study(job: Job, storage: Any) -> optuna.Study:
@@ -137,14 +139,16 @@ WAIT_POLL = 1.0  # seconds between looks at the study while the last trials run 
 def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | str | None:
     """Under the claim lock: fail the trials of dead workers, then a new (or retried) trial,
     WAIT while the budget is taken only by trials running elsewhere (database storage), or
-    None when the budget is spent or too many trials failed."""
+    None when the budget is spent, too many trials failed, or sweep.timeout or
+    sweep.stop_at says stop (sweep/stops.py)."""
     s = job.plan.settings
     trial: Trial | str | None = None
     with claim_lock(storage, job.plan, fallback=job.lock):  # no lock a dead worker keeps
         stale = fail_stale_trials(study, storage, job.plan)
         trials = study.get_trials(deepcopy=False, states=CLAIMED)
         finished = sum(t.state in FINISHED for t in trials)
-        if finished >= s.n_trials or len(failures(study, job.parent_run_id)) > s.max_failures:
+        if finished >= s.n_trials or len(failures(study, job.parent_run_id)) > s.max_failures \
+                or reason(study, s, job.deadline):
             trial = None
         elif len(trials) >= s.n_trials:
             trial = WAIT if heartbeats(storage) else None

@@ -18,6 +18,12 @@ PG_TRACKING = f"tracking.uri=postgresql://u:{SECRET}@127.0.0.1:1/db"
 PG_STORAGE = f"sweep.storage=postgresql://u:{SECRET}@127.0.0.1:1/db"
 RUN = "0123456789abcdef0123456789abcdef"  # no such run
 STORE = "tracking.uri={store}"             # an existing, empty MLflow store
+QUEUES = {  # sweep.enqueue files, outside the test's folder: {queues}/NAME.yaml
+    "unknown": "- {agent.lr: 0.001}\n- {agent.not_a_key: 3}\n",
+    "outside": "- {agent.lr: 0.5}\n",
+    "fixed": "- {agent.impl: keras-rl}\n",
+    "notalist": "agent.lr: 0.001\n",
+}
 
 CASES = [  # (command line, text the error line must contain)
     (["agent.some_new_key=3"], "agent.some_new_key"),
@@ -37,6 +43,20 @@ CASES = [  # (command line, text the error line must contain)
     (["multirun", "seed=choice(1,2,3)"], "seed=choice(1,2,3): seed cannot be searched"),
     (["multirun", "agent.model.units=choice(16,32"], "agent.model.units=choice(16,32"),
     (["multirun", "sweep.n_jobs=0"], "sweep.n_jobs=0"),
+    (["multirun", "sweep.timeout=-1"], "sweep.timeout=-1.0: must be >= 0"),
+    (["multirun", "sweep.stop_at=high"], "sweep.stop_at"),
+    (["multirun", "sweep.sampler=cmaes"],
+     "sweep.sampler=cmaes: agent.model.units=choice(16, 32, 64): CMA-ES takes no choice(...)"),
+    (["multirun", "sweep.enqueue=missing.yaml"], "sweep.enqueue=missing.yaml: no such file"),
+    (["multirun", "sweep.enqueue={queues}/unknown.yaml"],
+     "sweep.enqueue={queues}/unknown.yaml: entry 2: agent.not_a_key: not a key of the search"),
+    (["multirun", "sweep.enqueue={queues}/outside.yaml"],
+     "sweep.enqueue={queues}/outside.yaml: entry 1: agent.lr=0.5: outside the search space "
+     "agent.lr=tag(log, interval(5e-4, 3e-3))"),
+    (["multirun", "sweep.enqueue={queues}/fixed.yaml"],
+     "sweep.enqueue={queues}/fixed.yaml: entry 1: agent.impl: fixed for every trial"),
+    (["multirun", "sweep.enqueue={queues}/notalist.yaml"],
+     "sweep.enqueue={queues}/notalist.yaml: a YAML list of mappings expected"),
     (["multirun", PG_STORAGE], "sweep.storage=postgresql://u:***@127.0.0.1:1/db"),
     (["multirun", HTTP], "tracking.uri=http://user:***@127.0.0.1:1"),
     (["worker", "sweep.study_name=nope"], "sweep.study_name=nope"),
@@ -109,13 +129,24 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert not client.search_runs(experiments), "a bad command created an MLflow run"
 
 
+@pytest.fixture(scope="module")
+def queues(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder of bad ``sweep.enqueue`` files (QUEUES), beside the test's own."""
+    folder = tmp_path_factory.mktemp("queues")
+    for name, text in QUEUES.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return str(folder)
+
+
 def written(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_bad_input_fails_safe(args: list[str], message: str, workdir: Path, store: str) -> None:
-    args = [a.replace("{store}", store) for a in args]
+def test_bad_input_fails_safe(args: list[str], message: str, workdir: Path, store: str,
+                              queues: str) -> None:
+    args = [a.replace("{store}", store).replace("{queues}", queues) for a in args]
+    message = message.replace("{queues}", queues)
     start = time.monotonic()
     proc = run_cli(*args, cwd=workdir, timeout=60)
     elapsed = time.monotonic() - start

@@ -23,6 +23,7 @@ TINY = [
     "train.progress=false",
     "agent.memory.limit=1000",
     "agent.policy.nb_steps=200",
+    "tracking.log_models=false",  # ~0.6 s a run; tests/test_registry.py covers the models
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 from sweep import stops
 from sweep import study as study_
 from sweep.enqueue import WARM
+from sweep.leaders import stored_results
 from sweep.settings import SweepSettings, plan
 from tests.test_sweep import COMPLETE, TINY, load, runs
 
@@ -76,7 +77,7 @@ def test_stop_at_ends_the_sweep_and_a_rerun_only_rechecks(sweep, client, capsys)
                   "sweep.recheck_seeds=1")
     assert (again.exit_code, again.new_trials) == (0, 0), again.message
     assert "sweep.stop_at=-1 reached by trial 0" in capsys.readouterr().err
-    assert len(load().trials) == 1 and len(load().user_attrs["recheck"]) == 1
+    assert len(load().trials) == 1 and len(stored_results(load())) == 1
     assert load().user_attrs["recheck_winner"]["trial"] == 0
 
 

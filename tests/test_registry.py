@@ -75,7 +75,8 @@ def test_a_run_s_agent_is_a_logged_model_with_its_metrics(tiny, tracking_uri: st
                                                            ) -> None:
     """MLflow 3's model view: the run's delivered agent is a logged model, linked to the run
     at its last step with its final metrics, found by search_logged_models, loadable."""
-    run_id, result = tracked_train(tiny("agent.impl=fast"), tags={"sweep.study": "lm"})
+    run_id, result = tracked_train(tiny("agent.impl=fast", "tracking.log_models=true"),
+                                   tags={"sweep.study": "lm"})
     unlogged, _ = tracked_train(tiny("agent.impl=fast", "tracking.log_models=false",
                                      "train.nb_steps=100", "train.eval_interval=0"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)

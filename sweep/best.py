@@ -20,7 +20,7 @@ from rltrain.config import (
     DEFAULT_CONF_DIR,
     ConfigError,
     compose_config,
-    conf_dirs,
+    group_names,
     mask_url,
     user_conf_dir,
 )
@@ -109,7 +109,7 @@ def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Pat
     check_export_name(name)
     overrides = [o for o in best.overrides if not o.lstrip("+").startswith("tracking.")]
     compose_config(overrides, conf_dir)  # still a valid config today?
-    groups = {p.name for d in conf_dirs(conf_dir) for p in d.iterdir() if p.is_dir()}
+    groups = group_names(conf_dir)
     chosen = [o for o in overrides if o.lstrip("+").split("=", 1)[0] in groups]
     values = OmegaConf.create()
     for override in (parse(o) for o in overrides if o not in chosen):

@@ -27,9 +27,9 @@ from rltrain.config import (
     ConfigError,
     compose,
     compose_config,
-    conf_dirs,
     find_option,
     group_choice,
+    group_names,
     is_free_form,
     user_conf_dir,
     validate,
@@ -224,8 +224,7 @@ def _search_name(own: Sequence[str], trial_args: Sequence[str], conf_dir: Path) 
 
 
 def _config_groups(conf_dir: Path) -> set[str]:
-    return {p.name for d in conf_dirs(conf_dir) for p in d.iterdir() if p.is_dir()} \
-        - set(SETTINGS_GROUPS)
+    return group_names(conf_dir) - set(SETTINGS_GROUPS)
 
 
 def check_settings(s: SweepSettings) -> None:

@@ -16,6 +16,7 @@ from rltrain.config import (
     compose_config,
     conf_dirs,
     find_option,
+    group_names,
     group_options,
     mask_url,
     to_yaml,
@@ -47,8 +48,7 @@ def sweep_config(overrides: list[str]) -> str:
 def groups(conf_dir: Path = DEFAULT_CONF_DIR) -> dict[str, list[str]]:
     """``{"agent": ["dqn"], ...}``: every config group (``--config-dir``'s and conf/'s) and
     its options."""
-    names = sorted({d.name for c in conf_dirs(conf_dir) for d in c.iterdir() if d.is_dir()})
-    return {name: group_options(name, conf_dir) for name in names}
+    return {name: group_options(name, conf_dir) for name in sorted(group_names(conf_dir))}
 
 
 def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:

@@ -6,6 +6,7 @@ Nothing here imports TensorFlow: bad input is caught before the slow import.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -25,6 +26,7 @@ from rltrain.secrets import mask_url
 
 CONFIG_DIR_VAR = "SWEEP_CONFIG_DIR"  # --config-dir DIR: a user's folder, searched first
 FREE_FORM = ("env.kwargs",)  # mappings whose keys the schema does not know (any keyword)
+SAMPLING = ("fast", "keras-rl")  # agent.memory.sampling (rltrain.fast.Streams)
 
 
 def shipped_conf_dir() -> Path:
@@ -173,6 +175,11 @@ def find_option(relative: str, config_dir: Path | None = None) -> Path | None:
                 None)
 
 
+def group_names(config_dir: Path | None = None) -> set[str]:
+    """The config groups (folders: env, search, agent ...) over every folder of conf_dirs."""
+    return {p.name for d in conf_dirs(config_dir) for p in d.iterdir() if p.is_dir()}
+
+
 def group_options(group: str, config_dir: Path | None = None) -> list[str]:
     """The options of a config group (``env``: cartpole, acrobot, ...) over every folder."""
     return sorted({p.stem for d in conf_dirs(config_dir) for p in (d / group).glob("*.yaml")})
@@ -187,9 +194,7 @@ def compose(overrides: list[str], config_dir: Path | None = None,
 
     dirs = conf_dirs(config_dir)
     if len(dirs) > 1:
-        primary = f"shipped_{config_name}"
-        ConfigStore.instance().store(name=primary, node=OmegaConf.to_container(
-            OmegaConf.load(dirs[-1] / f"{config_name}.yaml")))
+        primary = _store_shipped(dirs[-1] / f"{config_name}.yaml")
         name = config_name if (dirs[0] / f"{config_name}.yaml").is_file() else primary
         overrides = [*overrides, f"hydra.searchpath=[{dirs[-1].as_uri()}]"]
     else:
@@ -197,6 +202,15 @@ def compose(overrides: list[str], config_dir: Path | None = None,
     with initialize_config_dir(version_base="1.3", config_dir=str(dirs[0]), job_name="sweep"):
         return hydra_compose(config_name=name, overrides=overrides,
                              return_hydra_config=hydra_config)
+
+
+@functools.lru_cache(maxsize=8)
+def _store_shipped(path: Path) -> str:
+    """Put a shipped primary config (``conf/config.yaml``) in Hydra's config store, once per
+    process; its name there."""
+    name = f"shipped_{path.stem}_{abs(hash(path)):x}"  # one name per folder (tests copy conf/)
+    ConfigStore.instance().store(name=name, node=OmegaConf.to_container(OmegaConf.load(path)))
+    return name
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path | None = None,
@@ -304,7 +318,7 @@ def validate(cfg: DictConfig) -> None:
         ("agent.memory.limit", a.memory.limit, a.memory.limit >= 1, "must be >= 1"),
         ("agent.memory.window_length", a.memory.window_length, a.memory.window_length >= 1,
          "must be >= 1"),
-        ("agent.memory.sampling", a.memory.sampling, a.memory.sampling in ("fast", "keras-rl"),
+        ("agent.memory.sampling", a.memory.sampling, a.memory.sampling in SAMPLING,
          "must be fast (vectorised draws) or keras-rl (keras-rl2's exact random calls)"),
         ("agent.policy.value_max", a.policy.value_max, 0 <= a.policy.value_max <= 1,
          "must be in [0, 1]"),

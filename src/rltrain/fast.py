@@ -30,6 +30,7 @@ from rl.policy import EpsGreedyQPolicy
 from rl.util import clone_model
 
 from rltrain import compat
+from rltrain.config import SAMPLING
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": lambda x: x,
@@ -41,9 +42,6 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "softplus": lambda x: np.logaddexp(x, 0),
     "swish": lambda x: x / (1 + np.exp(-x)),
 }
-
-
-SAMPLING = ("fast", "keras-rl")  # agent.memory.sampling
 
 
 class Streams:

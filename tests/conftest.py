@@ -54,13 +54,15 @@ def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def run_python(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python ARGS`` with the project importable, in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+def run_python(*args: str, cwd: Path, timeout: float = 600,
+               path: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` with the project (and the folders ``path``) importable, in ``cwd``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [ROOT, ROOT / "src", *path]))}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path, timeout: float = 600,
+            path: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sweep ARGS`` as a user would, in ``cwd``."""
-    return run_python("-m", "sweep", *args, cwd=cwd, timeout=timeout)
+    return run_python("-m", "sweep", *args, cwd=cwd, timeout=timeout, path=path)

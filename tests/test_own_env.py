@@ -20,7 +20,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli, run_python
 
 EXAMPLE = ROOT / "examples" / "corridor"
 TINY = ["train.nb_steps=400", "train.eval_interval=200", "train.eval_episodes=1",
@@ -52,13 +52,9 @@ def user(tmp_path: Path, site: Path) -> Path:
     return tmp_path
 
 
-def sweep(*args: str, cwd: Path, site: Path, timeout: float = 600,
-          python: str = sys.executable) -> subprocess.CompletedProcess[str]:
+def sweep(*args: str, cwd: Path, site: Path) -> subprocess.CompletedProcess[str]:
     """``python -m sweep ARGS`` in ``cwd``, the project and the env package importable."""
-    path = os.pathsep.join([str(ROOT), str(ROOT / "src"), str(site)])
-    return subprocess.run([python, "-m", "sweep", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, check=False,
-                          env={**os.environ, "PYTHONPATH": path})
+    return run_cli(*args, cwd=cwd, path=(site,))
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> str:
@@ -146,11 +142,8 @@ def test_bad_env_input_is_one_line_before_tensorflow(args: list[str], message: s
                                                      site: Path) -> None:
     (user / "myconf/env/bad.yaml").write_text("# @package _global_\nenv:\n  max_steps: 3\n")
     before = {p for p in user.rglob("*")}
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "sweep", *args], cwd=user, text=True,
-        capture_output=True, timeout=120, check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src"),
-                                                          str(site)])})
+    proc = run_python("-X", "importtime", "-m", "sweep", *args, cwd=user, timeout=120,
+                      path=(site,))
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert len(errors) == 1 and message in errors[0], errors or proc.stderr[-3000:]

@@ -60,15 +60,29 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {}
 
 
+JOURNAL_LOCK_GRACE = 10  # s: a journal append holds Optuna's lock for milliseconds
+
+
+def journal(path: str) -> Any:
+    """Optuna's JournalStorage on the file ``path``, by its absolute path: Optuna's lock is a
+    symlink to the journal, and its stale-lock check stats through that link, so a relative
+    target (which resolves from the link's folder) never ages, and a lock left by a process
+    killed while appending (kill -9) was waited on forever, busy. Absolute, a stale lock is
+    released after ``JOURNAL_LOCK_GRACE`` seconds."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    target = str(Path(path).resolve())
+    return JournalStorage(JournalFileBackend(
+        target, lock_obj=JournalFileSymlinkLock(target, grace_period=JOURNAL_LOCK_GRACE)))
+
+
 def open_storage(plan: Plan) -> Any:
     """A JournalStorage for a ``.log``/``.journal`` file; for a URL, an RDBStorage with
     heartbeats and the stale-trial handler."""
     if "://" not in plan.storage:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
         Path(plan.storage).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(plan.storage))
+        return journal(plan.storage)
     s, url = plan.settings, sqlalchemy_url(plan.storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental"
@@ -82,12 +96,9 @@ def read_storage(where: str) -> Any:
     an existing journal file, or a database URL (checked first: one masked line if it cannot
     be reached). ConfigError if there is nothing there."""
     if "://" not in where:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
         if not Path(where).is_file():
             raise ConfigError(f"sweep.storage={where}: no journal file there")
-        return JournalStorage(JournalFileBackend(where))
+        return journal(where)
     if where.startswith("sqlite:///") and not Path(where.removeprefix("sqlite:///")).is_file():
         raise ConfigError(f"sweep.storage={mask_url(where)}: no database file there")
     check_database(where, "sweep.storage")

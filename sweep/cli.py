@@ -190,8 +190,8 @@ def parse(args: Sequence[str]) -> Command | None:
             parsers[args[1]].print_help()
         elif args:
             top.print_help()
-        else:
-            return Command("train")
+        else:  # no arguments at all: train the defaults (SWEEP_OVERRIDES still apply)
+            return Command("train", appended("train"))
         return None
     command, rest = normalize(args)
     ns = parsers[command].parse_intermixed_args(rest)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,12 +61,65 @@ def client(tracking_uri: str) -> MlflowClient:
 def run_python(*args: str, cwd: Path, timeout: float = 600,
                path: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS`` with the project (and the folders ``path``) importable, in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [ROOT, ROOT / "src", *path]))}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=child_env(path),
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600,
-            path: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m sweep ARGS`` as a user would, in ``cwd``."""
-    return run_python("-m", "sweep", *args, cwd=cwd, timeout=timeout, path=path)
+def child_env(path: tuple[Path, ...] = ()) -> dict[str, str]:
+    """The test's environment, with the project (and the folders ``path``) importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [ROOT, ROOT / "src", *path]))}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 600, path: tuple[Path, ...] = (),
+            cold: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sweep ARGS`` as a user would, in ``cwd``: in a child forked from a
+    process that has imported the program (tests/warm.py), or, ``cold``, in a new
+    interpreter (for tests about the process itself)."""
+    if cold:
+        return run_python("-m", "sweep", *args, cwd=cwd, timeout=timeout, path=path)
+    return Warm.get().run(list(args), cwd=cwd, timeout=timeout, path=path)
+
+
+class Warm:
+    """The client of this test process's tests/warm.py server (started on first use)."""
+
+    _server: Warm | None = None
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "warm.py")],
+                                     env=child_env(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self._answer() == "ready", "tests/warm.py did not start"
+
+    @classmethod
+    def get(cls) -> Warm:
+        if cls._server is None or cls._server.proc.poll() is not None:
+            cls._server = cls()
+        return cls._server
+
+    def _answer(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def run(self, argv: list[str], cwd: Path, timeout: float,
+            path: tuple[Path, ...]) -> subprocess.CompletedProcess[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with tempfile.TemporaryDirectory() as folder:
+            out, err = Path(folder, "out"), Path(folder, "err")
+            request = {"argv": argv, "cwd": str(cwd), "env": child_env(path),
+                       "path": [str(p) for p in path], "out": str(out), "err": str(err)}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = json.loads(self._answer())["pid"]
+            fired = threading.Event()
+            timer = threading.Timer(timeout, lambda: (fired.set(), os.kill(pid, signal.SIGKILL)))
+            timer.start()
+            try:
+                code = json.loads(self._answer())["returncode"]
+            finally:
+                timer.cancel()
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        if fired.is_set():
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(["python", "-m", "sweep", *argv], code,
+                                           stdout, stderr)

@@ -46,6 +46,19 @@ def test_todays_grammar_still_parses(args: list[str], command: str,
     assert cmd.as_json == ("--json" in args)
 
 
+@pytest.mark.parametrize(("args", "overrides"), [
+    ([], ["train.nb_steps=300"]),  # no arguments at all: the tutorial, still a train line
+    (["seed=3"], ["seed=3", "train.nb_steps=300"]),
+    (["multirun", "seed=3"], ["seed=3", "train.nb_steps=300", "sweep.n_trials=2"]),
+    (["best"], []),
+])
+def test_sweep_overrides_reach_every_train_and_sweep_line(
+        args: list[str], overrides: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cli.OVERRIDES_VAR, "train.nb_steps=300 sweep.n_trials=2")
+    cmd = cli.parse(args)
+    assert cmd is not None and cmd.overrides == overrides
+
+
 def test_cfg_job_and_info_answer_without_tensorflow_mlflow_or_files(workdir: Path) -> None:
     probe = textwrap.dedent("""
         import sys

@@ -33,7 +33,7 @@ check-ui: $(VENV)/.installed chromium  ## a tiny sweep, `sweep ui`, headless Chr
 
 test: $(VENV)/.installed postgres chromium  ## lint, then the test suite
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n 2 --dist loadfile $(ARGS)  # two processes, a file each (2 cores)
+	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)  # two processes (2 cores), a file each (conftest.py)
 
 bench: $(VENV)/.installed
 	$(PY) bench/throughput.py $(ARGS)

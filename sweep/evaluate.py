@@ -11,7 +11,6 @@ also the final weights' test and the last evaluation (sweep/stats.py).
 from __future__ import annotations
 
 import math
-import multiprocessing
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from rltrain.config import Config, ConfigError, flatten, to_yaml
 from rltrain.folders import new_folder
 from rltrain.secrets import masked_entry
-from sweep import stats
+from sweep import processes, stats
 from sweep.reproduce import int_option, parse, recorded_config, resolve
 from sweep.seeds import evaluate_seeds
 
@@ -48,7 +47,7 @@ def run_seeds(cfg: DictConfig, seeds: list[int], jobs: int, parent_run_id: str,
               run_id: str) -> list[dict[str, Any]]:
     """Train every seed, ``jobs`` worker processes at a time; print each as it ends."""
     cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)  # the real uri: workers must reach it
-    context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+    context = processes.context()  # TensorFlow is not fork-safe: a clean forkserver
     done = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = [pool.submit(train_seed, cfg_yaml, s, parent_run_id, run_id) for s in seeds]

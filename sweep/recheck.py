@@ -17,7 +17,6 @@ interval) and the winner's tags.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,7 +28,7 @@ import optuna
 from rltrain.folders import new_folder
 from rltrain.secrets import mask_url, masked_entry
 from rltrain.tracking import Tracker, tracked_run
-from sweep import objective, stats
+from sweep import objective, processes, stats
 from sweep.leaders import Leader, leaders, missing, record_winner, store, threshold_of, winner
 from sweep.runs import end_orphans
 from sweep.settings import Plan
@@ -125,7 +124,7 @@ def _results(tasks: list[tuple[Any, ...]], workers: int, stop: Any) -> Iterator[
         _STOP = stop
         yield from (_task(*task) for task in tasks)
         return
-    context = multiprocessing.get_context("spawn")
+    context = processes.context()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                              initializer=_init_worker, initargs=(stop,)) as pool:
         futures = [pool.submit(_task, *task) for task in tasks]

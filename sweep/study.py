@@ -29,7 +29,7 @@ import optuna
 from rltrain.config import ConfigError, mask_url
 from rltrain.secrets import masked_entry
 from rltrain.tracking import check_server, tracked_run
-from sweep import enqueue, leaders, recheck, report, stops
+from sweep import enqueue, leaders, processes, recheck, report, stops
 from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
 from sweep.samplers import make_pruner, make_sampler
 from sweep.settings import Plan, plan
@@ -175,8 +175,6 @@ def _queued_from(plan: Plan) -> str:
 def run(plan: Plan, join: bool = False) -> Outcome:
     """Create or resume the study (``join``: an existing one), run what is left of
     ``sweep.n_trials``, recheck the leaders (``multirun`` only), summarize."""
-    import multiprocessing as mp
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     s = plan.settings
@@ -195,7 +193,7 @@ def run(plan: Plan, join: bool = False) -> Outcome:
         report.summary(study, plan)
         return Outcome(0, "nothing to do")
     n_existing = _started(study)
-    ctx = mp.get_context("spawn")
+    ctx = processes.context()
     name = f"{s.study_name}-{datetime.now():%m%d-%H%M%S}"
     tags = {"sweep.study": s.study_name, "sweep.role": "parent",
             "sweep.storage": mask_url(plan.storage), "sweep.host": socket.gethostname(),
@@ -244,8 +242,6 @@ def _register_best(plan: Plan, study: optuna.Study) -> None:
     when this process has TensorFlow loaded already (it trained: one worker), else in a
     spawned process, so the sweep's own process stays light; a failure is a warning, never
     the sweep's."""
-    import multiprocessing as mp
-
     best = report.chosen(study, plan)
     if best is None or not best.user_attrs.get("run_id"):
         return
@@ -254,7 +250,7 @@ def _register_best(plan: Plan, study: optuna.Study) -> None:
         if "tensorflow" in sys.modules:
             version = register(*args)
         else:
-            with mp.get_context("spawn").Pool(1) as pool:
+            with processes.context().Pool(1) as pool:
                 version = pool.apply(register, args)
         print(f"registered the winner (trial {best.number}) as model "
               f"{plan.settings.study_name} version {version}: "

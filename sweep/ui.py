@@ -90,8 +90,10 @@ def start_server(store: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     """``mlflow ui`` (this Python's) on 127.0.0.1:``port``, one worker, output to ``log``.
     The store reaches it in its environment (``MLFLOW_BACKEND_STORE_URI``, which only this
     user can read), not on its command line, which every user of the machine sees in ``ps``:
-    a database URI holds a password."""
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store}
+    a database URI holds a password. MLflow's GenAI job runner (seven more processes, each
+    importing MLflow) is off unless the user's environment turns it on: runs need none."""
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ,
+           "MLFLOW_BACKEND_STORE_URI": store}
     with log.open("wb") as out:
         return subprocess.Popen(  # its own process group: stopped whole (see stop)
             [sys.executable, "-m", "mlflow", "ui",

@@ -24,6 +24,7 @@ from optuna.trial import Trial, TrialState
 
 from rltrain.retry import ServerUnavailable
 from rltrain.secrets import masked_entry
+from sweep import processes
 from sweep.runs import end_parent_run, end_stale
 from sweep.samplers import make_pruner, make_sampler, sampler_seed
 from sweep.settings import Plan
@@ -35,6 +36,7 @@ from sweep.storage import (
     heartbeats,
     open_storage,
     process_identity,
+    same_process,
 )
 from sweep.trial import Context, run_trial
 
@@ -74,6 +76,13 @@ def failures(study: optuna.Study, invocation: str) -> list[optuna.trial.FrozenTr
             if t.user_attrs.get("invocation") == invocation]
 
 
+def main_gone(job: Job, parent: int) -> bool:
+    """A worker's invocation died (the worker's ``parent`` is the forkserver, which may
+    outlive it for a moment): nobody will collect this worker's results."""
+    return job.in_subprocess and (os.getppid() != parent
+                                  or not same_process(job.main_pid, job.main_process))
+
+
 @masked_entry(exit_on_error=True)
 def work(job: Job, worker: int) -> None:
     """One worker: claim a trial (atomically with the budget check), train it, repeat."""
@@ -90,7 +99,7 @@ def work(job: Job, worker: int) -> None:
         """Why this worker should stop now, or ""."""
         if job.stop.is_set():
             return "stopped by Ctrl-C"
-        if job.in_subprocess and os.getppid() != parent:
+        if main_gone(job, parent):
             return "the sweep's main process is gone"
         return ""
 
@@ -107,7 +116,7 @@ def work(job: Job, worker: int) -> None:
             state = run_trial(study, trial, Context(job.plan, job.parent_run_id, should_stop))
         if state == TrialState.FAIL and tracking_gone(storage, trial, worker):
             break
-    if job.in_subprocess and os.getppid() != parent:  # nobody else will close the parent run
+    if main_gone(job, parent):  # nobody else will close the parent run
         end_parent_run(job.plan, job.parent_run_id)
 
 
@@ -167,14 +176,13 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
 
 
 def run_workers(job: Job, n_workers: int) -> list[str]:
-    """``n_workers`` spawned processes (TensorFlow is not fork-safe), or this process for one.
+    """``n_workers`` worker processes (sweep/processes.py), or this process for one.
     Returns a line per worker that crashed."""
     if n_workers == 1:
         work(job, 0)
         return []
-    import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")
+    ctx = processes.context()
     job.in_subprocess = True
     procs = [ctx.Process(target=work, args=(job, i), name=f"sweep-worker-{i}", daemon=False)
              for i in range(n_workers)]

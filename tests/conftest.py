@@ -31,6 +31,17 @@ TINY = [
 ]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``--dist loadgroup`` (make test) a file's tests share a worker, so its module
+    fixtures run once, unless a test names its own group: each README/docs page runs as a
+    group of its own, and those, the longest, are handed out first."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: item.module.__name__ != "tests.test_readme")  # stable
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test runs in its own folder (MLflow's ./mlruns and outputs/ land there)."""

@@ -20,6 +20,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,10 +142,10 @@ def newest_run(folder: Path) -> str:
     return runs[0].info.run_id
 
 
-@pytest.fixture
-def shell(tmp_path: Path) -> Iterator[Shell]:
-    """A scratch checkout (the venv linked, not copied), a scratch home, the servers the
-    placeholders name."""
+@contextmanager
+def shell(tmp_path: Path, services: bool) -> Iterator[Shell]:
+    """A scratch checkout (the venv linked, not copied), a scratch home, and, ``services``,
+    the servers the placeholders name."""
     checkout, home, site = tmp_path / "checkout", tmp_path / "home", tmp_path / "site"
     shutil.copytree(ROOT, checkout, symlinks=True, ignore=shutil.ignore_patterns(
         ".venv", ".git", "outputs", "multirun", "mlruns", "mlflow.db", "mlartifacts",
@@ -155,29 +156,44 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
         os.utime(checkout / name, (stamp - 1, stamp - 1))  # (make test built it just now)
     home.mkdir()
     venv_bin = ROOT / ".venv" / "bin"
-    with cluster() as pg, mlflow_server(tmp_path / "tracking") as tracking:
-        env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_TARGET")},
-               "HOME": str(home), "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
-               "VIRTUAL_ENV": str(ROOT / ".venv"), "SWEEP_OVERRIDES": TINY,
-               # pip installs into a scratch folder, without dependencies (the venv has them)
-               # and without build isolation (no download of setuptools): "0" means off
-               "PIP_TARGET": str(site), "PIP_NO_DEPS": "yes", "PIP_NO_BUILD_ISOLATION": "0",
-               # the scratch checkout's code, not the venv's editable link to the real one
-               "PYTHONPATH": os.pathsep.join(map(str, [checkout, checkout / "src", site])),
-               "PGHOST": str(pg.sockets), "PGPORT": str(pg.port), "PGUSER": "postgres",
-               "MLFLOW_ENABLE_TELEMETRY": "false"}
-        places = {"DBHOST": f"127.0.0.1:{pg.port}",
-                  "MLFLOWHOST:5000": tracking.url.removeprefix("http://"),
-                  "PGPASSWORD=...": f"PGPASSWORD={PASSWORD}"}
+    env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_TARGET")},
+           "HOME": str(home), "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+           "VIRTUAL_ENV": str(ROOT / ".venv"), "SWEEP_OVERRIDES": TINY,
+           # pip installs into a scratch folder, without dependencies (the venv has them)
+           # and without build isolation (no download of setuptools): "0" means off
+           "PIP_TARGET": str(site), "PIP_NO_DEPS": "yes", "PIP_NO_BUILD_ISOLATION": "0",
+           # the scratch checkout's code, not the venv's editable link to the real one
+           "PYTHONPATH": os.pathsep.join(map(str, [checkout, checkout / "src", site])),
+           "MLFLOW_ENABLE_TELEMETRY": "false",
+           # the README's own `mlflow server`: without MLflow's GenAI job runner (seven
+           # processes that serve nothing a sweep uses; `sweep ui` turns it off itself)
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with ExitStack() as stack:
+        places = {}
+        if services:
+            pg = stack.enter_context(cluster())
+            tracking = stack.enter_context(mlflow_server(tmp_path / "tracking"))
+            env |= {"PGHOST": str(pg.sockets), "PGPORT": str(pg.port), "PGUSER": "postgres"}
+            places = {"DBHOST": f"127.0.0.1:{pg.port}",
+                      "MLFLOWHOST:5000": tracking.url.removeprefix("http://"),
+                      "PGPASSWORD=...": f"PGPASSWORD={PASSWORD}"}
         yield Shell(home=home, cwd=checkout, env=env, places=places)
 
 
-def test_every_readme_command_runs_as_written(shell: Shell) -> None:
-    found = all_commands()
-    assert any("python -m sweep multirun" in c for c in found), "no commands found"
-    try:
-        for command in found:
-            if command.split("#", 1)[0].strip() not in NOT_RUN:
-                shell.run(command)
-    finally:
-        print("\n".join(shell.log))
+def test_some_page_sweeps() -> None:
+    assert any("python -m sweep multirun" in c for c in all_commands()), "no commands found"
+
+
+@pytest.mark.parametrize("page", [pytest.param(page, id=page.name, marks=pytest.mark.xdist_group(
+    f"docs-{page.name}")) for page in DOCS])
+def test_every_command_of_a_page_runs_as_written(page: Path, tmp_path: Path) -> None:
+    """A page's commands, in order, in a fresh checkout: each page stands on its own."""
+    found = [c for block in bash_blocks(page) for c in commands(block)]
+    needs = any(p in c for c in found for p in ("DBHOST", "MLFLOWHOST", "PGPASSWORD"))
+    with shell(tmp_path, services=needs) as user:
+        try:
+            for command in found:
+                if command.split("#", 1)[0].strip() not in NOT_RUN:
+                    user.run(command)
+        finally:
+            print("\n".join(user.log))

@@ -19,19 +19,10 @@ import sys
 
 
 def preload() -> None:
-    """Import what the commands import, without running any of it."""
-    import rltrain.compat  # noqa: F401  (sets TensorFlow's environment before it is imported)
-
-    with rltrain.compat._quiet_stderr():
-        import tensorflow  # noqa: F401
-        import tf_keras  # noqa: F401
-    import matplotlib.pyplot  # noqa: F401
-    import mlflow  # noqa: F401
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    import optuna  # noqa: F401
-
-    import rltrain.run  # noqa: F401
+    """Import what the commands import (the workers' list, and the command line), without
+    running any of it."""
     import sweep.__main__  # noqa: F401
+    import sweep.preload  # noqa: F401
     import sweep.study  # noqa: F401
 
 

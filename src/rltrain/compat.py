@@ -25,7 +25,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 @contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Hide the C++ banners TensorFlow prints on import (CUDA, oneDNN) before absl
     logging can be configured; show them if the import fails."""
     sys.stderr.flush()
@@ -51,7 +51,7 @@ def load(threads: int = 1) -> ModuleType:
     Only the first call in a process can set them.
     """
     if not getattr(load, "_done", False):
-        with _quiet_stderr():
+        with quiet_stderr():
             import tensorflow as tf
             import tf_keras
 

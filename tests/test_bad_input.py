@@ -32,6 +32,9 @@ CASES = [  # (command line, text the error line must contain)
     (["agent.model.units=abc"], "agent.model.units"),
     (["agent.gamma=1.5"], "agent.gamma=1.5"),
     (["agent.nb_steps_warmup=0"], "agent.nb_steps_warmup=0"),
+    (["agent.gradient_steps=0"], "agent.gradient_steps=0: must be >= 1"),
+    (["agent.impl=keras-rl", "agent.gradient_steps=4"],
+     "agent.gradient_steps=4: needs agent.impl=fast"),
     (["agent.model.units=32,64"], "agent.model.units=32,64 is a sweep; sweeps run with: "
                                   "python -m sweep multirun agent.model.units=32,64"),
     (["train", "agent.lr=interval(0.1"], "agent.lr=interval(0.1"),

@@ -195,3 +195,31 @@ def test_same_seed_same_episodes_as_stock(tiny, seed: int) -> None:
     fast = train(tiny("agent.impl=fast", *overrides), Path("fast"))
     assert len(stock.episode_rewards) > 15
     assert fast.episode_rewards[:15] == stock.episode_rewards[:15]
+
+
+@pytest.mark.parametrize("variant", ["soft", "soft-double-dueling", "hard"])
+def test_gradient_steps_are_consecutive_train_calls(variant: str) -> None:
+    """``agent.gradient_steps=3``: one train call, one session call, does what three train
+    calls of one step each do on the same three batches (weights, target, Adam's state),
+    and reports their mean loss and metrics."""
+    overrides = [*VARIANTS[variant][0], "agent.memory_interval=1000"]  # nothing appended
+    one = build_agent(compose_config([*overrides, "agent.gradient_steps=1"]).agent, (4,), 2)
+    three = build_agent(compose_config([*overrides, "agent.gradient_steps=3"]).agent, (4,), 2)
+    three.model.set_weights(one.model.get_weights())
+    three.target_model.set_weights(one.target_model.get_weights())
+    three.sync_weights()
+    fill([one.memory, three.memory], 200, seed=2)
+    for agent in (one, three):
+        agent.training, agent.step = True, 101
+        agent.recent_observation, agent.recent_action = np.zeros(4, np.float32), 0
+        agent.memory.streams = Streams(7)
+    for _ in range(2):  # a second round: Adam's moments and step count carried over alike
+        singles = [one.backward(0.5, terminal=False) for _ in range(3)]
+        together = three.backward(0.5, terminal=False)
+        np.testing.assert_allclose(together[:3], np.mean(singles, axis=0)[:3], rtol=1e-5)
+        for mine, theirs in [(three.model, one.model), (three.target_model, one.target_model)]:
+            for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    state = [np.ones(4, np.float32)]
+    np.testing.assert_allclose(three.compute_q_values(state), one.compute_q_values(state),
+                               rtol=1e-5)

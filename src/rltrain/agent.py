@@ -99,6 +99,7 @@ def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], nb_actions: int,
         memory = FastSequentialMemory(limit=cfg.memory.limit, streams=streams,
                                       window_length=cfg.memory.window_length)
         agent = FastDQNAgent(memory=memory, bootstrap_on_truncation=cfg.bootstrap_on_truncation,
+                             gradient_steps=cfg.gradient_steps,
                              model=model, nb_actions=nb_actions, policy=policy,
                              test_policy=test_policy, **dqn_kwargs(cfg))
     else:

@@ -104,6 +104,7 @@ class AgentConfig:
     batch_size: int = 32
     lr: float = 0.001
     train_interval: int = 1
+    gradient_steps: int = 1
     memory_interval: int = 1
     delta_clip: float = math.inf
     enable_double_dqn: bool = False
@@ -340,6 +341,9 @@ def validate(cfg: DictConfig) -> None:
         ("agent.batch_size", a.batch_size, a.batch_size >= 1, "must be >= 1"),
         ("agent.lr", a.lr, a.lr > 0 and math.isfinite(a.lr), "must be a positive number"),
         ("agent.train_interval", a.train_interval, a.train_interval >= 1, "must be >= 1"),
+        ("agent.gradient_steps", a.gradient_steps, a.gradient_steps >= 1, "must be >= 1"),
+        ("agent.gradient_steps", a.gradient_steps, a.impl == "fast" or a.gradient_steps == 1,
+         "needs agent.impl=fast (keras-rl2's DQNAgent takes one gradient step per train call)"),
         ("agent.memory_interval", a.memory_interval, a.memory_interval >= 1, "must be >= 1"),
         ("agent.delta_clip", a.delta_clip, a.delta_clip > 0, "must be > 0 (.inf: plain MSE)"),
         ("agent.dueling_type", a.dueling_type, a.dueling_type in ("avg", "max", "naive"),

@@ -219,13 +219,19 @@ class FastDQNAgent(DQNAgent):
     """keras-rl2's ``DQNAgent`` with one session call per training step.
 
     Takes DQNAgent's arguments, plus ``bootstrap_on_truncation`` (needs a
-    ``FastSequentialMemory``). ``compile(optimizer)`` takes a legacy tf-keras optimizer.
+    ``FastSequentialMemory``) and ``gradient_steps`` (gradient steps per train call, each on
+    its own batch and with its own soft target update, all in the one session call).
+    ``compile(optimizer)`` takes a legacy tf-keras optimizer.
     """
 
     records_truncation = True  # the training loop passes `truncated` to backward
 
-    def __init__(self, *args: Any, bootstrap_on_truncation: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, bootstrap_on_truncation: bool = False,
+                 gradient_steps: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if gradient_steps < 1:
+            raise ValueError(f"gradient_steps={gradient_steps}: must be >= 1")
+        self.gradient_steps = gradient_steps
         if self.processor is not None:
             raise ValueError("FastDQNAgent does not support processors")
         if bootstrap_on_truncation and not isinstance(self.memory, FastSequentialMemory):
@@ -250,13 +256,50 @@ class FastDQNAgent(DQNAgent):
 
         state_shape = tuple(self.model.input.shape[1:])
         width = int(np.prod(state_shape))
-        # One packed feed per step: [state0 | state1 | action | reward | not_terminal1].
+        # One packed feed per train call: gradient_steps batches of rows
+        # [state0 | state1 | action | reward | not_terminal1], one step per batch, in order.
         self._batch = tf.compat.v1.placeholder(tf.float32, (None, 2 * width + 3), name="batch")
-        state0 = tf.reshape(self._batch[:, :width], (-1, *state_shape))
-        state1 = tf.reshape(self._batch[:, width:2 * width], (-1, *state_shape))
-        action = tf.cast(self._batch[:, 2 * width], tf.int32)
-        reward = self._batch[:, 2 * width + 1]
-        not_terminal = self._batch[:, 2 * width + 2]
+        chunks = [self._batch] if self.gradient_steps == 1 else tf.split(
+            self._batch, self.gradient_steps, axis=0)
+        step_ops: list[Any] = []
+        losses = []
+        for chunk in chunks:  # each step reads the weights the one before it wrote
+            with tf.control_dependencies(step_ops):
+                step_ops, metrics = self._train_step_ops(chunk, width, state_shape, optimizer)
+            losses.append(metrics)
+        summary = losses[0] if len(losses) == 1 else tf.reduce_mean(tf.stack(losses), axis=0)
+        with tf.control_dependencies(step_ops):
+            fetched = [summary]
+            fetched += [tf.reshape(v.read_value(), (-1,)) for v in online_vars]
+            self._out = tf.concat(fetched, axis=0)
+        pairs = list(zip(self.target_model.weights, self.model.weights, strict=True))
+        self._hard_update = tf.group(*[t.assign(s) for t, s in pairs])
+
+        session = tf.compat.v1.keras.backend.get_session()
+        session.run(tf.compat.v1.variables_initializer(optimizer.variables()))
+        self._train_step = compat.session_callable(session, self._out, self._batch)
+        self._session = session
+        bounds = np.cumsum([0, *(int(np.prod(v.shape)) for v in online_vars)])
+        self._slices = [(slice(3 + lo, 3 + hi), tuple(v.shape))
+                        for lo, hi, v in zip(bounds[:-1], bounds[1:], online_vars, strict=True)]
+        if not self._numpy_forward:  # any other Keras model: one session call per action
+            self._predict = compat.session_callable(session, self.model.output,
+                                                    self.model.input)
+        self.update_target_model_hard()
+        self._activations = [ACTIVATIONS.get(layer.activation.__name__) for layer in self._dense]
+        self.sync_weights()
+        self.compiled = True
+
+    def _train_step_ops(self, batch: Any, width: int, state_shape: tuple[int, ...],
+                        optimizer: Any) -> tuple[list[Any], Any]:
+        """One gradient step on ``batch``: its ops and ``[loss, mae, mean_q]``."""
+        import tensorflow as tf
+
+        state0 = tf.reshape(batch[:, :width], (-1, *state_shape))
+        state1 = tf.reshape(batch[:, width:2 * width], (-1, *state_shape))
+        action = tf.cast(batch[:, 2 * width], tf.int32)
+        reward = batch[:, 2 * width + 1]
+        not_terminal = batch[:, 2 * width + 2]
 
         q = self.model(state0)
         target_q = self.target_model(state1)
@@ -285,26 +328,7 @@ class FastDQNAgent(DQNAgent):
         if soft:  # written after the update, which needs the loss, which read the target
             with tf.control_dependencies(updates):
                 step_ops += [t.assign(v) for (t, _), v in zip(pairs, soft, strict=True)]
-        with tf.control_dependencies(step_ops):
-            fetched = [tf.stack([loss, mae, mean_q])]
-            fetched += [tf.reshape(v.read_value(), (-1,)) for v in online_vars]
-            self._out = tf.concat(fetched, axis=0)
-        self._hard_update = tf.group(*[t.assign(s) for t, s in pairs])
-
-        session = tf.compat.v1.keras.backend.get_session()
-        session.run(tf.compat.v1.variables_initializer(optimizer.variables()))
-        self._train_step = compat.session_callable(session, self._out, self._batch)
-        self._session = session
-        bounds = np.cumsum([0, *(int(np.prod(v.shape)) for v in online_vars)])
-        self._slices = [(slice(3 + lo, 3 + hi), tuple(v.shape))
-                        for lo, hi, v in zip(bounds[:-1], bounds[1:], online_vars, strict=True)]
-        if not self._numpy_forward:  # any other Keras model: one session call per action
-            self._predict = compat.session_callable(session, self.model.output,
-                                                    self.model.input)
-        self.update_target_model_hard()
-        self._activations = [ACTIVATIONS.get(layer.activation.__name__) for layer in self._dense]
-        self.sync_weights()
-        self.compiled = True
+        return step_ops, tf.stack([loss, mae, mean_q])
 
     def _supports_numpy_forward(self, keras: Any) -> bool:
         """A plain Flatten/Dense stack (optionally with keras-rl2's dueling head)."""
@@ -381,7 +405,12 @@ class FastDQNAgent(DQNAgent):
         return metrics
 
     def _pack_batch(self) -> np.ndarray:
-        """Sample a batch and pack it into the train step's single feed."""
+        """Sample ``gradient_steps`` batches and pack them into the train step's one feed."""
+        packed = [self._pack_one() for _ in range(self.gradient_steps)]
+        return packed[0] if len(packed) == 1 else np.concatenate(packed, axis=0)
+
+    def _pack_one(self) -> np.ndarray:
+        """One batch as rows ``[state0 | state1 | action | reward | not_terminal1]``."""
         if self._memory_records_truncation:
             s0, a, r, s1, t1 = self.memory.sample_arrays(
                 self.batch_size, bootstrap_on_truncation=self.bootstrap_on_truncation)

@@ -5,7 +5,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run train test postgres chromium check-ui bench clean
+QUICK  := tests/test_config.py tests/test_cli.py tests/test_space.py tests/test_secrets.py \
+          tests/test_stats.py tests/test_docs.py tests/test_plots_html.py
+
+.PHONY: run train test quick postgres chromium check-ui bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +37,9 @@ check-ui: $(VENV)/.installed chromium  ## a tiny sweep, `sweep ui`, headless Chr
 test: $(VENV)/.installed postgres chromium  ## lint, then the test suite
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --dist loadgroup $(ARGS)  # two processes (2 cores), a file each (conftest.py)
+
+quick: $(VENV)/.installed  ## the quick lane: config, grammar, masking, statistics, plots; no training
+	$(PY) -m pytest -q -n 2 --dist loadgroup $(QUICK) $(ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/throughput.py $(ARGS)

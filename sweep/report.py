@@ -242,7 +242,7 @@ def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
 
 
 def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
-    """``trials.csv``: the columns of sweep/table.py (the README's table), a row per trial."""
+    """``trials.csv``: the columns of sweep/table.py (docs/runs.md's table), a row per trial."""
     from sweep.best import winner
     from sweep.table import trials_frame
 

@@ -1,6 +1,6 @@
 """A study's trials as one table: ``trials.csv`` (written by sweep/report.py) and
 ``api.Study.trials`` (a pandas DataFrame) have the same columns, documented in COLUMNS
-(and in the README's table, which a test keeps equal to it).
+(and in docs/runs.md's table, which a test keeps equal to it).
 
 The table reads Optuna's user attributes so that nobody else has to.
 """

@@ -68,13 +68,13 @@ def test_api_loads_trials_and_winner(made: tuple[Path, str],
 
 
 def test_trials_csv_has_the_documented_columns(made: tuple[Path, str]) -> None:
-    """trials.csv, api.Study.trials, the api's docstring and the README's table agree."""
+    """trials.csv, api.Study.trials, the api's docstring and docs/runs.md's table agree."""
     workdir, _ = made
     with (workdir / "multirun/tiny/trials.csv").open() as handle:
         header = next(csv.reader(handle))
     fixed = [c for c in header if not c.startswith(table.PARAMS)]
     assert fixed == list(table.COLUMNS) and len(header) > len(fixed)
-    readme = (ROOT / "README.md").read_text().split("### A study in a notebook", 1)[1]
+    readme = (ROOT / "docs" / "runs.md").read_text().split("## A study in a notebook", 1)[1]
     readme = readme.split("\n## ", 1)[0]
     documented = re.findall(r"^\| `([a-z_<>]+)` \|", readme, re.MULTILINE)
     assert documented == [*table.COLUMNS, "params_<key>"]

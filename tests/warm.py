@@ -33,6 +33,9 @@ def child(request: dict) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        import rltrain.compat
+
+        rltrain.compat.environment()  # what its import did in a cold process, for this env
         sys.path[:0] = request["path"]
         stdin = os.open(os.devnull, os.O_RDONLY)
         out = os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -17,11 +17,18 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ info banners
-# oneDNN's kernels cost more than they save on a 16-unit network's tiny matrices: with
-# them off, a session call of the train step is ~15% faster and a forward pass ~3x.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+def environment() -> None:
+    """TensorFlow's settings, unless the user's environment says otherwise (set on import;
+    TensorFlow reads TF_USE_LEGACY_KERAS when ``tf.keras`` is first used)."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ info banners
+    # oneDNN's kernels cost more than they save on a 16-unit network's tiny matrices: with
+    # them off, a session call of the train step is ~15% faster and a forward pass ~3x.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+environment()
 
 
 @contextmanager

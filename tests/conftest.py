@@ -81,13 +81,11 @@ def child_env(path: tuple[Path, ...] = ()) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [ROOT, ROOT / "src", *path]))}
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600, path: tuple[Path, ...] = (),
-            cold: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m sweep ARGS`` as a user would, in ``cwd``: in a child forked from a
-    process that has imported the program (tests/warm.py), or, ``cold``, in a new
-    interpreter (for tests about the process itself)."""
-    if cold:
-        return run_python("-m", "sweep", *args, cwd=cwd, timeout=timeout, path=path)
+def run_cli(*args: str, cwd: Path, timeout: float = 600,
+            path: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sweep ARGS`` as a user would, in ``cwd``, in a child forked from a
+    process that has imported the program (tests/warm.py). A test about the process itself
+    starts a new interpreter: ``run_python("-m", "sweep", ...)`` or ``subprocess``."""
     return Warm.get().run(list(args), cwd=cwd, timeout=timeout, path=path)
 
 

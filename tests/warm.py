@@ -5,7 +5,7 @@ Each child is a fresh process for the command (its own pid, folder, environment,
 stdout and stderr, its own TensorFlow thread pools: the server imports TensorFlow but never
 initialises it) and runs ``sweep.__main__.main``, what ``python -m sweep`` runs. Commands
 whose test is about the process itself (signals, process groups, what is imported before
-TensorFlow) start a cold interpreter instead (``tests.conftest.run_cli(..., cold=True)``).
+TensorFlow) start a new interpreter instead (``tests.conftest.run_python`` or ``subprocess``).
 
 Run as ``python tests/warm.py``: it reads one JSON request per line on stdin (``argv``,
 ``cwd``, ``env``, ``path``, ``out``, ``err``) and answers each with the child's exit code.

@@ -261,18 +261,20 @@ class FastDQNAgent(DQNAgent):
         self._batch = tf.compat.v1.placeholder(tf.float32, (None, 2 * width + 3), name="batch")
         chunks = [self._batch] if self.gradient_steps == 1 else tf.split(
             self._batch, self.gradient_steps, axis=0)
+        pairs = list(zip(self.target_model.weights, self.model.weights, strict=True))
         step_ops: list[Any] = []
-        losses = []
+        step_metrics = []
         for chunk in chunks:  # each step reads the weights the one before it wrote
             with tf.control_dependencies(step_ops):
-                step_ops, metrics = self._train_step_ops(chunk, width, state_shape, optimizer)
-            losses.append(metrics)
-        summary = losses[0] if len(losses) == 1 else tf.reduce_mean(tf.stack(losses), axis=0)
+                step_ops, metrics = self._train_step_ops(chunk, width, state_shape, optimizer,
+                                                         pairs)
+            step_metrics.append(metrics)
+        summary = step_metrics[0] if len(step_metrics) == 1 else tf.reduce_mean(
+            tf.stack(step_metrics), axis=0)  # the steps' mean loss, mae and mean_q
         with tf.control_dependencies(step_ops):
             fetched = [summary]
             fetched += [tf.reshape(v.read_value(), (-1,)) for v in online_vars]
             self._out = tf.concat(fetched, axis=0)
-        pairs = list(zip(self.target_model.weights, self.model.weights, strict=True))
         self._hard_update = tf.group(*[t.assign(s) for t, s in pairs])
 
         session = tf.compat.v1.keras.backend.get_session()
@@ -291,8 +293,9 @@ class FastDQNAgent(DQNAgent):
         self.compiled = True
 
     def _train_step_ops(self, batch: Any, width: int, state_shape: tuple[int, ...],
-                        optimizer: Any) -> tuple[list[Any], Any]:
-        """One gradient step on ``batch``: its ops and ``[loss, mae, mean_q]``."""
+                        optimizer: Any, pairs: list[tuple[Any, Any]]) -> tuple[list[Any], Any]:
+        """One gradient step on ``batch``: its ops and ``[loss, mae, mean_q]``; ``pairs``:
+        (target, online) weights."""
         import tensorflow as tf
 
         state0 = tf.reshape(batch[:, :width], (-1, *state_shape))
@@ -315,7 +318,6 @@ class FastDQNAgent(DQNAgent):
         mae = tf.reduce_mean(tf.abs(mask * target[:, None] - q))  # keras-rl2's "mae" metric
         mean_q = tf.reduce_mean(tf.reduce_max(q, axis=1))
 
-        pairs = list(zip(self.target_model.weights, self.model.weights, strict=True))
         soft: list[Any] = []
         if self.target_model_update < 1:
             # As stock keras-rl2 runs it: the soft update uses the online weights from

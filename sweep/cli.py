@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rltrain.config import ConfigError, mask_url, user_conf_dir
+from rltrain.config import GIVEN_KEYS, MACHINE_KEYS, ConfigError, mask_url, user_conf_dir
 from rltrain.urls import DATABASES, STORAGE_SCHEMES, TRACKING_SCHEMES, check_url
 
 PROG = "python -m sweep"
@@ -23,7 +23,7 @@ MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on t
 STUDY_OPTIONS = {"best": ("export",), "reproduce": (),
                  "evaluate": ("seeds", "jobs", "threshold", "first"), "watch": ("episodes",),
                  "register": ("name",)}
-LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress", "train.threads")
+LOCAL_KEYS = (*MACHINE_KEYS, *GIVEN_KEYS)  # a copied multirun line keeps them
 OVERRIDES_VAR = "SWEEP_OVERRIDES"  # overrides appended to every train/multirun/worker line
 URL_KEYS = {"tracking.uri": TRACKING_SCHEMES, "sweep.storage": STORAGE_SCHEMES}
 

@@ -22,7 +22,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rltrain.config import ConfigError, compose_config, load_saved, validate
+from rltrain.config import (
+    GIVEN_KEYS,
+    MACHINE_KEYS,
+    ConfigError,
+    compose_config,
+    load_saved,
+    validate,
+)
 from rltrain.folders import new_folder
 from rltrain.tracking import (
     RunNotFound,
@@ -31,9 +38,6 @@ from rltrain.tracking import (
     stored_run,
     tracker_for,
 )
-
-LOCAL_KEYS = ("tracking.uri", "tracking.experiment", "train.progress")
-GIVEN_KEYS = ("train.threads",)  # from the command line only when given there
 
 
 @dataclass
@@ -107,7 +111,7 @@ def recorded_config(run_id: str, here: DictConfig, folder: Path,
     except RunNotFound as err:
         raise ConfigError(str(err)) from err
     cfg = load_saved(path)
-    for key in LOCAL_KEYS:  # the saved tracking uri is masked; use where we are now
+    for key in MACHINE_KEYS:  # the saved tracking uri is masked; use where we are now
         value = OmegaConf.select(here, key)
         if key != "tracking.experiment" or value:
             OmegaConf.update(cfg, key, value)

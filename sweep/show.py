@@ -23,8 +23,6 @@ from rltrain.config import (
     validate,
 )
 
-SETTINGS_GROUPS = ("sweep", "search")  # multirun's own groups (sweep/settings.py)
-
 
 def job_config(overrides: list[str]) -> str:
     """``train --cfg job``: the composed and validated training config as YAML, masked."""
@@ -53,6 +51,8 @@ def groups(conf_dir: Path = DEFAULT_CONF_DIR) -> dict[str, list[str]]:
 
 def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
     """``--info``: config groups (``groups``), search spaces (``searches``) or both."""
+    from sweep.settings import SETTINGS_GROUPS
+
     lines: list[str] = []
     found = groups(conf_dir)
     if what in ("groups", "all"):

@@ -27,6 +27,10 @@ from rltrain.secrets import mask_url
 CONFIG_DIR_VAR = "SWEEP_CONFIG_DIR"  # --config-dir DIR: a user's folder, searched first
 FREE_FORM = ("env.kwargs",)  # mappings whose keys the schema does not know (any keyword)
 SAMPLING = ("fast", "keras-rl")  # agent.memory.sampling (rltrain.fast.Streams)
+# Keys of the machine running a command, never taken from the recorded run it retrains
+# (the saved tracking URI is masked); GIVEN_KEYS: from the command line only when given.
+MACHINE_KEYS = ("tracking.uri", "tracking.experiment", "train.progress")
+GIVEN_KEYS = ("train.threads",)
 
 
 def shipped_conf_dir() -> Path:

@@ -18,6 +18,10 @@ from sweep.settings import SweepSettings, plan
 from tests.test_sweep import COMPLETE, TINY, load, runs
 
 WAITING = optuna.trial.TrialState.WAITING
+# A trial of 1,500 stock steps outlasts a 4 s timeout on machines of this kind (the fastest
+# seen trained 600 steps in 4 s: at timeout=5 it claimed a second trial).
+TIMEOUT = 4
+OUTLASTS_TIMEOUT = ("train.nb_steps=1500", "train.eval_interval=500")
 
 
 @pytest.fixture
@@ -39,30 +43,27 @@ def test_timeout_stops_claiming_running_trials_finish(sweep, client, capsys) -> 
     done (the recheck's gate opens: see the stop_at test for a recheck that runs), and the
     same command continues the study (the timeout is per invocation)."""
     client.search_experiments()  # the store exists: the first claim comes within a second
-    # A trial of 1,500 stock steps outlasts 4 s on machines of this kind (the fastest
-    # seen trained 600 in 4 s: 600 steps at timeout=5 let a fast one claim a second trial).
-    args = ("sweep.n_trials=2", "sweep.timeout=4", "train.nb_steps=1500",
-            "train.eval_interval=500")
+    args = ("sweep.n_trials=2", f"sweep.timeout={TIMEOUT}", *OUTLASTS_TIMEOUT)
     start = time.time()
     first = sweep(*args)
     assert (first.exit_code, first.new_trials) == (0, 1), first.message
     (trial,) = load().trials
     assert trial.state == COMPLETE  # claimed before the deadline, finished after it
-    assert trial.datetime_start.timestamp() < start + 4 < trial.datetime_complete.timestamp()
-    assert "sweep.timeout=4 s reached: no new trials in this invocation" in capsys.readouterr().err
+    assert trial.datetime_start.timestamp() < start + TIMEOUT < trial.datetime_complete.timestamp()
+    assert f"sweep.timeout={TIMEOUT} s reached: no new trials in this invocation" in \
+        capsys.readouterr().err
     p = plan([*TINY, *args])
     assert study_._trials_done(load(), p, time.monotonic() - 1)  # the recheck would run now
     assert not study_._trials_done(load(), p, time.monotonic() + 60)  # (not before)
 
-    again = sweep(*args)  # the same command: a new invocation, a new 4 s
+    again = sweep(*args)  # the same command: a new invocation, a new timeout
     assert (again.exit_code, again.new_trials) == (0, 1), again.message
     assert [t.state for t in load().trials] == [COMPLETE, COMPLETE]
     parents, _ = runs(client)
     assert [p.info.status for p in parents] == ["FINISHED", "FINISHED"]
 
     # timeout and stop_at are no difference to the study: other values resume it
-    other = sweep("sweep.n_trials=2", "sweep.timeout=0", "sweep.stop_at=1e9",
-                  "train.nb_steps=1500", "train.eval_interval=500")
+    other = sweep("sweep.n_trials=2", "sweep.timeout=0", "sweep.stop_at=1e9", *OUTLASTS_TIMEOUT)
     assert (other.exit_code, other.new_trials) == (0, 0), other.message
 
 

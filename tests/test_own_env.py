@@ -20,7 +20,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, run_cli, run_python
+from tests.conftest import ROOT, new_store, run_cli, run_python
 
 EXAMPLE = ROOT / "examples" / "corridor"
 TINY = ["train.nb_steps=400", "train.eval_interval=200", "train.eval_episodes=1",
@@ -44,11 +44,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def user(tmp_path: Path, site: Path) -> Path:
+def user(tmp_path: Path, site: Path, empty_store: Path) -> Path:
     """A folder outside the checkout holding the example's conf folder, as the README has
-    the user copy it."""
+    the user copy it, and an empty ./mlflow.db."""
     assert ROOT not in tmp_path.parents
     shutil.copytree(EXAMPLE / "conf", tmp_path / "myconf")
+    new_store(tmp_path, empty_store)
     return tmp_path
 
 

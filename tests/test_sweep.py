@@ -23,10 +23,11 @@ from sweep.settings import plan
 from tests.conftest import ROOT
 from tests.test_train import artifact_paths
 
-TINY = ["agent.impl=keras-rl", "train.nb_steps=200", "train.eval_interval=100",
+TINY = ["train.nb_steps=200", "train.eval_interval=100",
         "train.eval_episodes=2", "train.test_episodes=1", "train.checkpoint_interval=0",
         "agent.memory.limit=1000", "agent.policy.nb_steps=150", "sweep.n_jobs=1",
-        "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0", "sweep.register_best=false"]
+        "sweep.seeds_per_trial=1", "sweep.recheck_top_k=0", "sweep.register_best=false",
+        "tracking.log_models=false"]  # ~1 s a run; tests/test_registry.py covers the models
 EXPERIMENT = "keras-rl-cartpole"
 COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 
@@ -110,7 +111,7 @@ def test_four_trials_are_four_child_runs_under_one_parent(sweep, client, capsys)
 
     out = capsys.readouterr().out
     assert "top trials:" in out and f"objective): trial {best.number}" in out
-    assert "python -m sweep train agent.impl=keras-rl train.nb_steps=200" in out
+    assert "python -m sweep train agent.impl=fast train.nb_steps=200" in out, out
 
 
 def test_second_invocation_resumes(sweep, client) -> None:
@@ -185,7 +186,7 @@ def test_too_many_failures_stop_the_sweep(sweep, client, capsys) -> None:
     assert parent.info.status == "FAILED" and "max_failures" in parent.data.tags["error"]
 
 
-KILLED = ["agent.impl=fast", "train.nb_steps=4000", "train.eval_interval=200"]  # ~2 s a trial
+KILLED = ["train.nb_steps=4000", "train.eval_interval=1000"]  # a few seconds a trial
 
 
 def start_sweep(workdir: Path, *args: str) -> subprocess.Popen[str]:
@@ -287,7 +288,7 @@ def test_two_worker_processes_share_one_storage(sweep, client) -> None:
 
 
 def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri, client) -> None:
-    long = ["agent.impl=fast", "train.nb_steps=15000", "train.eval_interval=1000"]  # to interrupt
+    long = ["train.nb_steps=6000", "train.eval_interval=500"]  # long enough to interrupt
     args = [*TINY, f"tracking.uri={tracking_uri}", "sweep.n_jobs=2", "sweep.n_trials=4", *long]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
     proc = subprocess.Popen([sys.executable, "-m", "sweep", "multirun", *args], cwd=workdir,

@@ -55,7 +55,7 @@ def cmd_train(cmd: Command) -> int:
 def cmd_multirun(cmd: Command) -> int:
     """Create or resume the Optuna study and run its trials (sweep/study.py)."""
     cli.check_tracking(cli.tracking_uri(cmd.overrides))
-    from sweep import study
+    from sweep.engine import study
 
     return study.cmd_worker(cmd.overrides) if cmd.name == "worker" \
         else study.cmd_multirun(cmd.overrides)

@@ -45,8 +45,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sweep import table
 from sweep.best import BestTrial, load_existing_study, winner
+from sweep.present import table
 
 
 @dataclass
@@ -79,7 +79,7 @@ def load(line: str | Sequence[str] = "", *, study_name: str = "", storage: str =
     args = shlex.split(line) if isinstance(line, str) else list(line)
     extra = {"sweep.study_name": study_name, "sweep.storage": storage, "sweep.dir": sweep_dir}
     args += [f"{k}={v}" for k, v in extra.items() if v]
-    from sweep.settings import study_keys
+    from sweep.engine.settings import study_keys
 
     return Study(load_existing_study(study_keys(args)))
 

@@ -25,7 +25,7 @@ from rltrain.config import (
     user_conf_dir,
 )
 from sweep.cli import command_line
-from sweep.space import parse
+from sweep.engine.space import parse
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -52,8 +52,8 @@ def load_existing_study(sweep_args: list[str]) -> Any:
     ConfigError if absent."""
     import optuna
 
-    from sweep.settings import plan, study_keys
-    from sweep.storage import check_storage, open_storage
+    from sweep.engine.settings import plan, study_keys
+    from sweep.engine.storage import check_storage, open_storage
 
     p = plan(study_keys(sweep_args))
     name = p.settings.study_name
@@ -72,8 +72,8 @@ def winner(study: Any) -> BestTrial | None:
     """The study's winner: the recheck's (sweep/leaders.py) while it stands, else the best
     COMPLETE trial; None if no trial completed. The one definition: ``best``, ``reproduce
     best``, ``studies`` and ``sweep.api`` use it."""
-    from sweep.leaders import stored_winner
-    from sweep.report import retrain_overrides
+    from sweep.engine.leaders import stored_winner
+    from sweep.present.report import retrain_overrides
 
     rechecked = stored_winner(study)
     try:
@@ -137,7 +137,7 @@ def cmd_best(args: list[str]) -> int:
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
     exports = [a.split("=", 1)[1] for a in args if a.startswith("export=")]
-    from sweep.settings import study_keys
+    from sweep.engine.settings import study_keys
 
     named = study_keys(args)
     unknown = [a for a in args if a not in named and not a.startswith("export=")]

@@ -230,7 +230,7 @@ def key_of(override: str) -> str:
 
 def refuse_sweeps(cmd: Command) -> None:
     """A sweep expression in a single run: say how to run it as a sweep."""
-    from sweep.space import parse as parse_override
+    from sweep.engine.space import parse as parse_override
 
     for text in cmd.overrides:
         if parse_override(text).is_sweep_override():
@@ -248,7 +248,7 @@ def study_args(cmd: Command) -> list[str]:
     own = [o for o in cmd.overrides if "=" in o and o.split("=", 1)[0] in options]
     rest = [o for o in cmd.overrides if o not in own]
     local = () if cmd.name == "best" else LOCAL_KEYS
-    from sweep.settings import plan, study_keys
+    from sweep.engine.settings import plan, study_keys
 
     named = study_keys(rest)
     kept = [o for o in rest if o in named or key_of(o) in local]
@@ -296,6 +296,6 @@ def check_tracking(uri: str) -> None:
 
         check_server(uri)
     elif scheme in DATABASES:
-        from sweep.storage import check_database
+        from sweep.engine.storage import check_database
 
         check_database(uri, "tracking.uri")

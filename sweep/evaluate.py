@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from rltrain.config import Config, ConfigError, flatten, to_yaml
 from rltrain.folders import new_folder
 from rltrain.secrets import masked_entry
-from sweep import processes, stats
+from sweep.engine import processes, stats
+from sweep.engine.seeds import evaluate_seeds
 from sweep.reproduce import int_option, parse, recorded_config, resolve
-from sweep.seeds import evaluate_seeds
 
 
 @masked_entry

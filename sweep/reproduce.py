@@ -79,7 +79,7 @@ def resolve(request: Request) -> tuple[str, DictConfig]:
     """The run id (``best`` looks it up in the study: ``sweep.*``, ``env=``, ``search=`` name
     it) and the current tracking config (``tracking.experiment`` empty unless given: a
     retrained run goes to its original's experiment, keras-rl-acrobot for an acrobot run)."""
-    from sweep.settings import study_keys
+    from sweep.engine.settings import study_keys
 
     named = study_keys(request.overrides)
     here = compose_config([o for o in request.overrides if o not in named])

@@ -34,7 +34,7 @@ def job_config(overrides: list[str]) -> str:
 def sweep_config(overrides: list[str]) -> str:
     """``multirun --cfg job``: the checked sweep settings, the search space and the overrides
     every trial gets, as YAML, masked."""
-    from sweep.settings import plan
+    from sweep.engine.settings import plan
 
     p = plan(overrides)
     settings = asdict(p.settings)
@@ -51,7 +51,7 @@ def groups(conf_dir: Path = DEFAULT_CONF_DIR) -> dict[str, list[str]]:
 
 def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
     """``--info``: config groups (``groups``), search spaces (``searches``) or both."""
-    from sweep.settings import SETTINGS_GROUPS
+    from sweep.engine.settings import SETTINGS_GROUPS
 
     lines: list[str] = []
     found = groups(conf_dir)

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 
 from rltrain.config import DEFAULT_CONF_DIR, ConfigError, mask_url
-from sweep.settings import SweepSettings, env_group, resolve_storage
+from sweep.engine.settings import SweepSettings, env_group, resolve_storage
 
 KEYS = ("sweep.storage", "sweep.dir", "tracking.uri")  # what studies takes
 USAGE = "studies takes [delete NAME --yes] sweep.storage=URL, sweep.dir=DIR, tracking.uri=URI"
@@ -76,7 +76,7 @@ def _env(study: optuna.Study) -> str:
 
 def describe(study: optuna.Study, where: str) -> StudyRow:
     """A study's row: trials by state, best value, recheck winner, last activity."""
-    from sweep.leaders import stored_winner
+    from sweep.engine.leaders import stored_winner
 
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
@@ -99,7 +99,7 @@ def rows(where: str) -> list[StudyRow]:
 
 
 def _open(where: str) -> Any:
-    from sweep.storage import read_storage
+    from sweep.engine.storage import read_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return read_storage(where)

@@ -10,11 +10,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep import stops
-from sweep import study as study_
-from sweep.enqueue import WARM
-from sweep.leaders import stored_results
-from sweep.settings import SweepSettings, plan
+from sweep.engine import stops
+from sweep.engine import study as study_
+from sweep.engine.enqueue import WARM
+from sweep.engine.leaders import stored_results
+from sweep.engine.settings import SweepSettings, plan
 from tests.test_sweep import COMPLETE, TINY, load, runs
 
 WAITING = optuna.trial.TrialState.WAITING
@@ -170,8 +170,8 @@ def test_cmaes_refuses_a_choice_dimension() -> None:
 
 def test_two_workers_stop_at_the_deadline(workdir: Path, tracking_uri: str) -> None:
     """claim itself: past the deadline it gives no trial (any worker, any storage)."""
-    from sweep.storage import open_storage
-    from sweep.workers import Job, claim, load_study
+    from sweep.engine.storage import open_storage
+    from sweep.engine.workers import Job, claim, load_study
 
     p = plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=4"])
     study_.create_study(p, open_storage(p))

@@ -21,9 +21,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from rltrain.config import ConfigError
-from sweep import study as study_
-from sweep.settings import plan
-from sweep.storage import open_storage, sqlalchemy_url
+from sweep.engine import study as study_
+from sweep.engine.settings import plan
+from sweep.engine.storage import open_storage, sqlalchemy_url
 from tests.conftest import ROOT, run_cli
 from tests.servers import PASSWORD, MlflowServer, free_port, mlflow_server, postgres
 

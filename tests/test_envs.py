@@ -17,10 +17,10 @@ from optuna.trial import TrialState
 
 from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, reward_threshold
 from rltrain.run import tracked_train
-from sweep import study as study_
 from sweep.__main__ import main
+from sweep.engine import study as study_
+from sweep.engine.settings import plan
 from sweep.reproduce import Request, recorded_config, resolve
-from sweep.settings import plan
 
 ENVS = {"cartpole": ("CartPole-v1", 475.0), "acrobot": ("Acrobot-v1", -100.0),
         "mountaincar": ("MountainCar-v0", -110.0), "lunarlander": ("LunarLander-v3", 200.0)}

@@ -14,13 +14,14 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from rltrain.run import output_dir
-from sweep import leaders, recheck, report
-from sweep import space as space_
-from sweep import study as study_
 from sweep.best import best_trial
-from sweep.settings import plan
-from sweep.storage import open_storage
-from sweep.trial import seeds_of
+from sweep.engine import leaders, recheck
+from sweep.engine import space as space_
+from sweep.engine import study as study_
+from sweep.engine.settings import plan
+from sweep.engine.storage import open_storage
+from sweep.engine.trial import seeds_of
+from sweep.present import report
 from tests.conftest import run_cli
 from tests.test_sweep import TINY as SWEEP
 from tests.test_sweep import load
@@ -125,7 +126,7 @@ RECHECKED = ["sweep.study_name=ranked", "sweep.n_trials=2", "sweep.recheck_top_k
 def test_the_winner_counts_only_this_recheck_s_seeds(workdir: Path) -> None:
     """Results on the fresh seeds of another ``sweep.seed``/``sweep.recheck_seeds`` stay
     stored but do not count: the winner solves the largest fraction of the current ones."""
-    from sweep.seeds import recheck_seeds
+    from sweep.engine.seeds import recheck_seeds
 
     p = plan(RECHECKED)
     study = study_.create_study(p, open_storage(p))
@@ -145,7 +146,7 @@ def test_the_winner_counts_only_this_recheck_s_seeds(workdir: Path) -> None:
 def _won(workdir: Path, tracking_uri: str) -> tuple[optuna.Study, int, int]:
     """A study of two trials whose recheck has completed: b wins it, a has the best value."""
     from rltrain.tracking import tracked_run
-    from sweep.seeds import recheck_seeds
+    from sweep.engine.seeds import recheck_seeds
 
     p = plan([*RECHECKED, f"tracking.uri={tracking_uri}"])
     study = study_.create_study(p, open_storage(p))
@@ -195,8 +196,8 @@ def test_a_parent_run_whose_pid_was_reused_is_ended(tracking_uri: str, client: M
                                                     workdir: Path) -> None:
     """A sweep's parent run left RUNNING is judged by its process's pid and start time: a
     live pid that belongs to another process now does not keep it RUNNING."""
-    from sweep.runs import end_dead_parents
-    from sweep.storage import process_identity
+    from sweep.engine.runs import end_dead_parents
+    from sweep.engine.storage import process_identity
 
     p = plan([*SWEEP, f"tracking.uri={tracking_uri}"])
     experiment = client.create_experiment(p.experiment)
@@ -234,7 +235,7 @@ def test_a_recheck_starting_leaves_a_live_recheck_s_runs_running(
         tracking_uri: str, client: MlflowClient, workdir: Path) -> None:
     """A recheck ends the recheck runs a killed invocation left RUNNING, not those of an
     invocation rechecking at the same time (its parent run is still RUNNING)."""
-    from sweep.runs import end_orphans
+    from sweep.engine.runs import end_orphans
 
     p = plan([*SWEEP, f"tracking.uri={tracking_uri}"])
     experiment = client.create_experiment(p.experiment)

@@ -18,8 +18,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from sweep import study as study_
-from sweep.settings import plan
+from sweep.engine import study as study_
+from sweep.engine.settings import plan
 from tests.conftest import ROOT
 from tests.test_train import artifact_paths
 

@@ -24,12 +24,12 @@ from optuna.trial import Trial, TrialState
 
 from rltrain.retry import ServerUnavailable
 from rltrain.secrets import masked_entry
-from sweep import processes
-from sweep.runs import end_parent_run, end_stale
-from sweep.samplers import make_pruner, make_sampler, sampler_seed
-from sweep.settings import Plan
-from sweep.stops import reason
-from sweep.storage import (
+from sweep.engine import processes
+from sweep.engine.runs import end_parent_run, end_stale
+from sweep.engine.samplers import make_pruner, make_sampler, sampler_seed
+from sweep.engine.settings import Plan
+from sweep.engine.stops import reason
+from sweep.engine.storage import (
     Heartbeat,
     claim_lock,
     fail_stale_trials,
@@ -38,7 +38,7 @@ from sweep.storage import (
     process_identity,
     same_process,
 )
-from sweep.trial import Context, run_trial
+from sweep.engine.trial import Context, run_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (*FINISHED, TrialState.RUNNING)  # what counts against sweep.n_trials

@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.context import BaseContext
 
-PRELOAD = ["sweep.preload"]
+PRELOAD = ["sweep.engine.preload"]
 
 
 def context() -> BaseContext:

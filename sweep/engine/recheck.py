@@ -28,17 +28,25 @@ import optuna
 from rltrain.folders import new_folder
 from rltrain.secrets import mask_url, masked_entry
 from rltrain.tracking import Tracker, tracked_run
-from sweep import objective, processes, stats
-from sweep.leaders import Leader, leaders, missing, record_winner, store, threshold_of, winner
-from sweep.runs import end_orphans
-from sweep.settings import Plan
+from sweep.engine import objective, processes, stats
+from sweep.engine.leaders import (
+    Leader,
+    leaders,
+    missing,
+    record_winner,
+    store,
+    threshold_of,
+    winner,
+)
+from sweep.engine.runs import end_orphans
+from sweep.engine.settings import Plan
 
 
 def real_overrides(plan: Plan, lead: Leader) -> list[str]:
     """The leader's config as this invocation's overrides and the trial's sampled values. Not
     the trial's stored ``overrides``: those are masked (a password in ``tracking.uri`` is
     ``***`` there), and the recheck's runs go where this invocation's parent run is."""
-    from sweep.trial import trial_overrides
+    from sweep.engine.trial import trial_overrides
 
     params = lead.trial.params  # the study's space is this invocation's (study.check_same)
     return trial_overrides(plan, {k: params[k] for k in plan.space.dimensions if k in params})
@@ -60,7 +68,7 @@ def _task(plan: Plan, number: int, overrides: list[str], seed: int,
           run_id: str) -> dict[str, Any]:
     """Worker process: train one leader's config on one fresh seed, under its recheck run."""
     from rltrain.run import tracked_train
-    from sweep.trial import Guard, seed_config
+    from sweep.engine.trial import Guard, seed_config
 
     folder = new_folder(plan.folder / f"recheck-{number:03d}-{seed}")  # one per invocation
     cfg = seed_config(overrides, seed, folder, f"recheck-trial-{number:03d}-seed-{seed}")

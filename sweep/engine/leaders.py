@@ -18,8 +18,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import objective, seeds, stats
-from sweep.settings import Plan
+from sweep.engine import objective, seeds, stats
+from sweep.engine.settings import Plan
 
 KEY = "recheck"  # study user attrs "recheck:<trial>:<seed>": one task's result
 WINNER = "recheck_winner"  # study user attr: the winner and its fresh-seed statistics

@@ -29,11 +29,11 @@ import optuna
 from rltrain.config import ConfigError, mask_url
 from rltrain.secrets import masked_entry
 from rltrain.tracking import check_server, tracked_run
-from sweep import enqueue, leaders, processes, recheck, report, stops
-from sweep.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
-from sweep.samplers import make_pruner, make_sampler
-from sweep.settings import Plan, plan
-from sweep.storage import (
+from sweep.engine import enqueue, leaders, processes, recheck, stops
+from sweep.engine.runs import end_dead_parents, end_runs_of_finished_trials, end_stale
+from sweep.engine.samplers import make_pruner, make_sampler
+from sweep.engine.settings import Plan, plan
+from sweep.engine.storage import (
     budget_note,
     check_storage,
     claim_lock,
@@ -41,7 +41,8 @@ from sweep.storage import (
     open_storage,
     process_identity,
 )
-from sweep.workers import FINISHED, Job, claimed, ctrl_c_sets, failures, run_workers
+from sweep.engine.workers import FINISHED, Job, claimed, ctrl_c_sets, failures, run_workers
+from sweep.present import report
 
 
 @dataclass

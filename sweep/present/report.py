@@ -21,9 +21,9 @@ from rltrain.config import ConfigError, compose_config, mask_url, to_yaml
 from rltrain.links import link_line
 from rltrain.tracking import Tracker
 from sweep.cli import command_line
-from sweep.leaders import stored_winner
-from sweep.plots_html import save_html_plots
-from sweep.settings import Plan
+from sweep.engine.leaders import stored_winner
+from sweep.engine.settings import Plan
+from sweep.present.plots_html import save_html_plots
 
 TOP = 5
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate",
@@ -244,7 +244,7 @@ def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
 def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
     """``trials.csv``: the columns of sweep/table.py (docs/runs.md's table), a row per trial."""
     from sweep.best import winner
-    from sweep.table import trials_frame
+    from sweep.present.table import trials_frame
 
     try:
         best = winner(study)

@@ -43,7 +43,7 @@ PARAMS = "params_"  # params_agent.lr ...: the sampled value of each searched ke
 
 def recheck_results(study: optuna.Study) -> dict[int, dict[int, dict[str, Any]]]:
     """``{trial: {seed: {"run_id", "score", "test", "final_test"}}}`` of the recheck."""
-    from sweep.leaders import stored_results
+    from sweep.engine.leaders import stored_results
 
     out: dict[int, dict[int, dict[str, Any]]] = {}
     for (trial, seed), result in stored_results(study).items():

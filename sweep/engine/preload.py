@@ -13,5 +13,5 @@ import mlflow.store.tracking.sqlalchemy_store  # noqa: E402, F401
 import optuna  # noqa: E402, F401
 
 import rltrain.run  # noqa: E402, F401  (MLflow, matplotlib)
-import sweep.trial  # noqa: E402, F401
-import sweep.workers  # noqa: E402, F401
+import sweep.engine.trial  # noqa: E402, F401
+import sweep.engine.workers  # noqa: E402, F401

@@ -40,7 +40,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from rltrain.config import ConfigError, mask_url
-from sweep.settings import Plan
+from sweep.engine.settings import Plan
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 

@@ -55,10 +55,11 @@ def cmd_train(cmd: Command) -> int:
 def cmd_multirun(cmd: Command) -> int:
     """Create or resume the Optuna study and run its trials (sweep/study.py)."""
     cli.check_tracking(cli.tracking_uri(cmd.overrides))
-    from sweep.engine import study
+    from sweep.engine.invocation import run
+    from sweep.engine.settings import plan
+    from sweep.present import report
 
-    return study.cmd_worker(cmd.overrides) if cmd.name == "worker" \
-        else study.cmd_multirun(cmd.overrides)
+    return run(plan(cmd.overrides), report, join=cmd.name == "worker").tell()
 
 
 def cmd_best(cmd: Command) -> int:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -21,77 +20,13 @@ from rltrain.config import (
     ConfigError,
     compose_config,
     group_names,
-    mask_url,
     user_conf_dir,
 )
-from sweep.cli import command_line
+from sweep.engine.shell import command_line
 from sweep.engine.space import parse
+from sweep.engine.winner import Winner, named_by
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-
-
-@dataclass
-class BestTrial:
-    """The best finished trial of a study and how to train it again."""
-
-    study: str
-    trial: int
-    value: float
-    run_id: str
-    params: dict[str, Any]
-    overrides: list[str]
-    recheck: dict[str, Any] | None = None  # the recheck's statistics, when it picked it
-
-    @property
-    def command(self) -> str:
-        return command_line("train", self.overrides)
-
-
-def load_existing_study(sweep_args: list[str]) -> Any:
-    """Load the study ``sweep.*``, ``env=`` and ``search=`` name, without creating anything;
-    ConfigError if absent."""
-    import optuna
-
-    from sweep.engine.settings import plan, study_keys
-    from sweep.engine.storage import check_storage, open_storage
-
-    p = plan(study_keys(sweep_args))
-    name = p.settings.study_name
-    where = mask_url(p.storage)
-    if "://" not in p.storage and not Path(p.storage).exists():
-        raise ConfigError(f"sweep.study_name={name}: no study at {where}")
-    check_storage(p)  # an unreachable database: one line, not a traceback
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=name, storage=open_storage(p))
-    except KeyError as err:
-        raise ConfigError(f"sweep.study_name={name}: no such study in {where}") from err
-
-
-def winner(study: Any) -> BestTrial | None:
-    """The study's winner: the recheck's (sweep/leaders.py) while it stands, else the best
-    COMPLETE trial; None if no trial completed. The one definition: ``best``, ``reproduce
-    best``, ``studies`` and ``sweep.api`` use it."""
-    from sweep.engine.leaders import stored_winner
-    from sweep.present.report import retrain_overrides
-
-    rechecked = stored_winner(study)
-    try:
-        best = study.trials[rechecked["trial"]] if rechecked else study.best_trial
-    except ValueError:
-        return None
-    return BestTrial(study=study.study_name, trial=best.number, value=float(best.value),
-                     run_id=str(best.user_attrs.get("run_id", "")), params=dict(best.params),
-                     overrides=retrain_overrides(best), recheck=rechecked)
-
-
-def best_trial(sweep_args: list[str]) -> BestTrial:
-    """The winner (:func:`winner`) of the study the line names; ConfigError if it has none."""
-    study = load_existing_study(sweep_args)
-    found = winner(study)
-    if found is None:
-        raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet")
-    return found
 
 
 def check_export_name(name: str) -> None:
@@ -99,7 +34,7 @@ def check_export_name(name: str) -> None:
         raise ConfigError(f"export={name}: use letters, digits, '-' and '_'")
 
 
-def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
+def export(best: Winner, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
     """Write ``experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides, in
     the ``--config-dir`` folder when one is given, else in conf/.
 
@@ -146,7 +81,7 @@ def cmd_best(args: list[str]) -> int:
                           "export=NAME and --json")
     for name in exports:
         check_export_name(name)
-    best = best_trial(named)
+    best = named_by(named)
     path = export(best, exports[-1]) if exports else None
     if as_json:
         print(json.dumps({**asdict(best), "command": best.command,

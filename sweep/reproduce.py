@@ -85,9 +85,9 @@ def resolve(request: Request) -> tuple[str, DictConfig]:
     here = compose_config([o for o in request.overrides if o not in named])
     run_id = request.target
     if run_id == "best":
-        from sweep.best import best_trial
+        from sweep.engine.winner import named_by
 
-        run_id = best_trial(named).run_id
+        run_id = named_by(named).run_id
     here.tracking.experiment = given(request.overrides, "tracking.experiment", "")
     return run_id, here
 

@@ -76,7 +76,7 @@ def _env(study: optuna.Study) -> str:
 
 def describe(study: optuna.Study, where: str) -> StudyRow:
     """A study's row: trials by state, best value, recheck winner, last activity."""
-    from sweep.engine.leaders import stored_winner
+    from sweep.engine import winner as winner_
 
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
@@ -85,7 +85,7 @@ def describe(study: optuna.Study, where: str) -> StudyRow:
     values = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     pick = max if study.direction.name == "MAXIMIZE" else min
     times = [d for t in trials for d in (t.datetime_start, t.datetime_complete) if d]
-    winner = stored_winner(study)
+    winner = winner_.standing(study)
     return StudyRow(study.study_name, where, _env(study), counts,
                     pick(values) if values else None, winner["trial"] if winner else None,
                     max(times) if times else None)

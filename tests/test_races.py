@@ -14,10 +14,10 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from rltrain.run import output_dir
-from sweep.best import best_trial
-from sweep.engine import leaders, recheck
+from sweep.engine import invocation, leaders, recheck
 from sweep.engine import space as space_
 from sweep.engine import study as study_
+from sweep.engine import winner as winner_
 from sweep.engine.settings import plan
 from sweep.engine.storage import open_storage
 from sweep.engine.trial import seeds_of
@@ -62,7 +62,7 @@ def test_a_retried_trial_trains_in_its_own_folder(tracking_uri: str, client: Mlf
     original.mkdir(parents=True)
     (original / "dqn_log.json").write_text("the original worker's")
 
-    outcome = study_.run(p)
+    outcome = invocation.run(p, report)
     assert outcome.exit_code == 0, outcome.message
     retry = load().trials[1]
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == 0
@@ -140,7 +140,7 @@ def test_the_winner_counts_only_this_recheck_s_seeds(workdir: Path) -> None:
     assert {(a, s) for s in before} < set(leaders.stored_results(study))  # still read
     assert not leaders.missing(study, p)
     assert [sorted(lead.results) for lead in leaders.leaders(study, p)] == [now, now]
-    assert leaders.winner(study, p).trial.number == b
+    assert winner_.choose(study, p).trial.number == b
 
 
 def _won(workdir: Path, tracking_uri: str) -> tuple[optuna.Study, int, int]:
@@ -155,7 +155,7 @@ def _won(workdir: Path, tracking_uri: str) -> tuple[optuna.Study, int, int]:
     _rechecked(study, b, recheck_seeds(0, 2), [500.0, 480.0])
     with tracked_run(tracking_uri, "recheck-test", "parent") as parent:
         recheck.run(p, study, parent, threading.Event())  # nothing missing: it only decides
-    assert report.chosen(load("ranked"), p).number == b
+    assert winner_.trial_of(load("ranked")).number == b
     return study, a, b
 
 
@@ -165,8 +165,8 @@ def test_a_stored_winner_falls_when_better_trials_are_not_rechecked(
     c = _complete(study, 20.0)  # more trials (a raised budget): c and a lead, not rechecked
     p = plan([*RECHECKED, "sweep.n_trials=3", f"tracking.uri={tracking_uri}"])
     assert [lead.trial.number for lead in leaders.leaders(study, p)] == [c, a]
-    assert report.chosen(load("ranked"), p).number == c  # the best objective, until then
-    assert best_trial(["sweep.study_name=ranked"]).trial == c
+    assert winner_.trial_of(load("ranked")).number == c  # the best objective, until then
+    assert winner_.named_by(["sweep.study_name=ranked"]).trial == c
 
 
 def test_a_raised_budget_drops_the_winner_until_its_recheck_completes(
@@ -175,9 +175,10 @@ def test_a_raised_budget_drops_the_winner_until_its_recheck_completes(
     of the new budget has not run, so the winner of the old one is not the study's."""
     study, a, b = _won(workdir, tracking_uri)
     study.enqueue_trial({"agent.policy.value_min": 0.9})  # > value_max: fails at once
-    outcome = study_.run(plan([*RECHECKED, "sweep.n_trials=3", f"tracking.uri={tracking_uri}"]))
+    outcome = invocation.run(plan([*RECHECKED, "sweep.n_trials=3",
+                                   f"tracking.uri={tracking_uri}"]), report)
     assert outcome.exit_code == 1 and "1 trials failed" in outcome.message
-    assert best_trial(["sweep.study_name=ranked"]).trial == a
+    assert winner_.named_by(["sweep.study_name=ranked"]).trial == a
 
 
 def test_multirun_refuses_to_search_train_threads(workdir: Path) -> None:
@@ -221,7 +222,7 @@ def test_a_trial_without_a_finite_value_ends_its_run_failed(tracking_uri: str,
               "train.eval_interval=choice(0,100)", "sweep.max_failures=0"])
     study = study_.create_study(p, open_storage(p))
     study.enqueue_trial({"train.eval_interval": 0})
-    outcome = study_.run(p)
+    outcome = invocation.run(p, report)
     assert outcome.exit_code == 1 and "1 trials failed" in outcome.message
     (trial,) = load().trials
     assert trial.state == TrialState.FAIL

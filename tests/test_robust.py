@@ -15,11 +15,13 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweep.engine import objective
+from sweep.engine import invocation, objective
 from sweep.engine import study as study_
-from sweep.engine.leaders import WINNER, stored_results
+from sweep.engine.leaders import stored_results
 from sweep.engine.seeds import recheck_seeds
 from sweep.engine.settings import plan
+from sweep.engine.winner import KEY as WINNER
+from sweep.present import report
 from tests.conftest import ROOT, run_cli
 from tests.test_sweep import load
 
@@ -31,11 +33,11 @@ TINY = ["train.nb_steps=300", "train.eval_interval=100", "train.eval_episodes=2"
 def test_pruning_acts_on_the_seeds_aggregate(tracking_uri: str, client: MlflowClient) -> None:
     """Two seeds side by side; the trial reports min over seeds of their scores at each
     evaluation, and a prune stops both seeds at that evaluation."""
-    outcome = study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=2",
-                               "sweep.seeds_per_trial=2", "sweep.aggregate=min",
-                               "sweep.seed_score=mean", "sweep.pruner=threshold",
-                               "sweep.prune_threshold=1000", "sweep.prune_warmup_steps=0",
-                               "sweep.recheck_top_k=0"]))
+    outcome = invocation.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=2",
+                                   "sweep.seeds_per_trial=2", "sweep.aggregate=min",
+                                   "sweep.seed_score=mean", "sweep.pruner=threshold",
+                                   "sweep.prune_threshold=1000", "sweep.prune_warmup_steps=0",
+                                   "sweep.recheck_top_k=0"]), report)
     assert outcome.exit_code == 0, outcome.message
     for t in load().trials:
         assert t.state == TrialState.PRUNED and list(t.intermediate_values) == [100]

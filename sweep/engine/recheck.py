@@ -28,16 +28,8 @@ import optuna
 from rltrain.folders import new_folder
 from rltrain.secrets import mask_url, masked_entry
 from rltrain.tracking import Tracker, tracked_run
-from sweep.engine import objective, processes, stats
-from sweep.engine.leaders import (
-    Leader,
-    leaders,
-    missing,
-    record_winner,
-    store,
-    threshold_of,
-    winner,
-)
+from sweep.engine import objective, processes, stats, winner
+from sweep.engine.leaders import Leader, leaders, missing, store, threshold_of
 from sweep.engine.runs import end_orphans
 from sweep.engine.settings import Plan
 
@@ -145,7 +137,7 @@ def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:
     if not found or missing(study, plan):
         return
     threshold = threshold_of(plan)
-    best = winner(study, plan)
+    best = winner.choose(study, plan)
     print(f"\nrecheck on {plan.settings.recheck_seeds} fresh seeds "
           f"(delivered agent's test; solved: >= {threshold:g}):")
     for lead in found:
@@ -155,9 +147,9 @@ def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:
               f"recheck {objective.aggregate(lead.scores, plan.settings.aggregate):6.1f}  "
               f"test {test.line()}{mark}")
     if best is not None:
-        record_winner(study, plan, best, found, threshold)
-        parent.set_tags({"recheck_winner": best.trial.number,
-                         "recheck_winner_run_id": best.trial.user_attrs.get("run_id", "")})
+        winner.record(study, plan, best, found, threshold)
+        parent.set_tags({winner.KEY: best.trial.number,
+                         f"{winner.KEY}_run_id": best.trial.user_attrs.get("run_id", "")})
         parent.log_metric("recheck/winner_solved", best.solved(threshold), 0)
         parent.log_metric("recheck/winner_solved_fraction", best.solved_fraction(threshold), 0)
     from rltrain.plots import leaders_plot

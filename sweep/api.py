@@ -91,10 +91,9 @@ def studies(storage: str = "", sweep_dir: str = "") -> Any:
     DataFrame: name, storage, env, trial counts by state, best, winner, last_activity."""
     import pandas as pd
 
-    from sweep import studies as listing
+    from sweep.engine import catalog
 
-    opts = {k: v for k, v in (("sweep.storage", storage), ("sweep.dir", sweep_dir)) if v}
-    found = [r for where in listing.storages(opts) for r in listing.rows(where)]
+    found = [r for where in catalog.storages(storage, sweep_dir) for r in catalog.rows(where)]
     return pd.DataFrame([{"name": r.name, "storage": r.storage, "env": r.env,
                           **{s.lower(): r.counts.get(s, 0)
                              for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},

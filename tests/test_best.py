@@ -11,7 +11,7 @@ import pytest
 
 from rltrain.config import DEFAULT_CONF_DIR, compose_config
 from rltrain.train import train
-from sweep.best import export
+from sweep.commands.best import export
 from sweep.engine.winner import Winner
 from tests.conftest import run_cli
 

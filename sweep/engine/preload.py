@@ -1,4 +1,4 @@
-"""What a worker imports before it is forked (sweep/processes.py): the modules whose import
+"""What a worker imports before it is forked (sweep/engine/processes.py): the modules whose import
 costs seconds, imported and never run. TensorFlow comes after rltrain.compat, which sets
 its environment (tf-keras, quiet banners); ``compat.load()`` (thread pools, keras-rl2's
 graph mode) is left to each worker."""

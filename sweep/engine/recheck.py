@@ -1,10 +1,10 @@
 """The recheck: once the trial budget is spent, the leaders retrain on fresh seeds.
 
 The ``sweep.recheck_top_k`` best trials each train their config on the same
-``sweep.recheck_seeds`` fresh seeds (``sweep.seeds.recheck_seeds``: no trial and no
+``sweep.recheck_seeds`` fresh seeds (``sweep.engine.seeds.recheck_seeds``: no trial and no
 ``evaluate`` uses them), one seed per task, spread over ``sweep.n_jobs`` worker processes.
 Each finished task is stored at once in the study (a study user attr of its own: see
-sweep/leaders.py), so a killed recheck resumes with what is missing, and two invocations
+sweep/engine/leaders.py), so a killed recheck resumes with what is missing, and two invocations
 rechecking at once keep each other's results. The winner is the leader whose delivered
 agents solve the env on the largest fraction of the fresh seeds, ties broken by the
 objective on those seeds; ``best``, ``reproduce best``, ``evaluate best`` and ``export``

@@ -117,7 +117,7 @@ def _difference(mine: Any, theirs: Any) -> str:
 def open_study(plan: Plan, join: bool) -> tuple[Any, optuna.Study]:
     """Check that the storage and an http tracking server answer, then create or resume the
     study (``join``: load an existing one only) and queue its first configs (``multirun``:
-    sweep/enqueue.py). Nothing is created when a check fails."""
+    sweep/engine/enqueue.py). Nothing is created when a check fails."""
     check_storage(plan)
     check_server(plan.tracking_uri)
     if note := budget_note(plan):

@@ -149,7 +149,7 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
     """Under the claim lock: fail the trials of dead workers, then a new (or retried) trial,
     WAIT while the budget is taken only by trials running elsewhere (database storage), or
     None when the budget is spent, too many trials failed, or sweep.timeout or
-    sweep.stop_at says stop (sweep/stops.py)."""
+    sweep.stop_at says stop (sweep/engine/stops.py)."""
     s = job.plan.settings
     trial: Trial | str | None = None
     with claim_lock(storage, job.plan, fallback=job.lock):  # no lock a dead worker keeps
@@ -176,7 +176,7 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
 
 
 def run_workers(job: Job, n_workers: int) -> list[str]:
-    """``n_workers`` worker processes (sweep/processes.py), or this process for one.
+    """``n_workers`` worker processes (sweep/engine/processes.py), or this process for one.
     Returns a line per worker that crashed."""
     if n_workers == 1:
         work(job, 0)

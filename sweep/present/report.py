@@ -221,7 +221,8 @@ def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
 
 
 def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
-    """``trials.csv``: the columns of sweep/table.py (docs/runs.md's table), a row per trial."""
+    """``trials.csv``: the columns of sweep/present/table.py (docs/runs.md's table), a row
+    per trial."""
     from sweep.present.table import trials_frame
 
     try:

@@ -1,4 +1,4 @@
-"""A study's trials as one table: ``trials.csv`` (written by sweep/report.py) and
+"""A study's trials as one table: ``trials.csv`` (written by sweep/present/report.py) and
 ``api.Study.trials`` (a pandas DataFrame) have the same columns, documented in COLUMNS
 (and in docs/runs.md's table, which a test keeps equal to it).
 

@@ -22,6 +22,8 @@ from rltrain.config import (
     group_names,
     user_conf_dir,
 )
+from sweep.commands import Command
+from sweep.engine.preflight import check_tracking
 from sweep.engine.shell import command_line
 from sweep.engine.space import parse
 from sweep.engine.winner import Winner, named_by
@@ -30,6 +32,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def check_export_name(name: str) -> None:
+    """An experiment file's name: letters, digits, '-' and '_' (ConfigError otherwise)."""
     if not _NAME.fullmatch(name):
         raise ConfigError(f"export={name}: use letters, digits, '-' and '_'")
 
@@ -68,22 +71,13 @@ def export(best: Winner, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
     return path
 
 
-def cmd_best(args: list[str]) -> int:
-    as_json = "--json" in args
-    args = [a for a in args if a != "--json"]
-    exports = [a.split("=", 1)[1] for a in args if a.startswith("export=")]
-    from sweep.engine.settings import study_keys
-
-    named = study_keys(args)
-    unknown = [a for a in args if a not in named and not a.startswith("export=")]
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: best takes sweep.KEY=VALUE, env=GROUP, search=NAME, "
-                          "export=NAME and --json")
-    for name in exports:
-        check_export_name(name)
-    best = named_by(named)
-    path = export(best, exports[-1]) if exports else None
-    if as_json:
+def run(cmd: Command) -> int:
+    """Print the study's winner and how to train it again (``--json``: one JSON object);
+    ``export=NAME``: also as an experiment file."""
+    check_tracking(cmd.tracking_uri)
+    best = named_by(cmd.overrides)
+    path = export(best, cmd.export) if cmd.export else None
+    if cmd.as_json:
         print(json.dumps({**asdict(best), "command": best.command,
                           "experiment": str(path) if path else None}))
         return 0

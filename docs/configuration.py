@@ -272,7 +272,7 @@ def render() -> str:
         for table in f.tables:
             out += table_lines(table, value)
     out += ["### Keys no YAML file sets (the schemas' defaults: src/rltrain/config.py, "
-            "sweep/settings.py)", ""]
+            "sweep/engine/settings.py)", ""]
     out += table_lines(Table(rows=schema_only(files)))
     return "\n".join([*out, END])
 

@@ -207,7 +207,7 @@ def study_options(cmd: Command) -> Command:
     rest stay overrides."""
     if "=" in cmd.target:
         raise ConfigError(f"{cmd.name}: give a run id or 'best' first "
-                          f"(python -m sweep {cmd.name} RUN_ID|best ...)")
+                          f"({PROG} {cmd.name} RUN_ID|best ...)")
     names = STUDY_OPTIONS[cmd.name]
     own = [o for o in cmd.overrides if "=" in o and o.split("=", 1)[0] in names]
     given = dict(o.split("=", 1) for o in own)

@@ -34,8 +34,8 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from sweep.settings import plan  # noqa: E402
-from sweep.storage import Heartbeat, open_storage  # noqa: E402
+from sweep.engine.settings import plan  # noqa: E402
+from sweep.engine.storage import Heartbeat, open_storage  # noqa: E402
 from tests.servers import postgres  # noqa: E402
 
 BUDGET = ["train.nb_steps=2000", "train.eval_interval=500", "train.eval_episodes=2",

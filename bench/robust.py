@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from sweep.stats import summarize  # noqa: E402
+from sweep.engine.stats import summarize  # noqa: E402
 
 VARIANTS = {
     "new": [],

@@ -230,7 +230,7 @@ def as_yaml(value: Any) -> str:
 def schema_only(files: list[ConfFile]) -> list[Row]:
     """Keys of the training and sweep schemas that no YAML file sets."""
     from rltrain.config import Config
-    from sweep.settings import SweepSettings
+    from sweep.engine.settings import SweepSettings
 
     written = {r.key for f in files for t in f.tables for r in t.rows}
     return [r for r in schema_rows(Config, "") + schema_rows(SweepSettings, "sweep.")
@@ -272,7 +272,7 @@ def render() -> str:
         for table in f.tables:
             out += table_lines(table, value)
     out += ["### Keys no YAML file sets (the schemas' defaults: src/rltrain/config.py, "
-            "sweep/settings.py)", ""]
+            "sweep/engine/settings.py)", ""]
     out += table_lines(Table(rows=schema_only(files)))
     return "\n".join([*out, END])
 

@@ -3,13 +3,13 @@
     study = api.load("env=acrobot")                 # the multirun's line (or its words)
     study = api.load(study_name="big", storage="postgresql://sweep@db/optuna")
     study.trials                  # a pandas DataFrame, a row per trial (columns below)
-    study.winner                  # sweep.best.BestTrial: trial, value, run_id, params ...
+    study.winner                  # sweep.engine.winner.Winner: trial, value, run_id, params ...
     study.winner.command          # the command that trains it again
     api.studies()                 # the studies of a storage, as ``python -m sweep studies``
 
 ``load`` finds a study exactly as ``best`` does (sweep.*, env=, search= of the line; the rest
-is ignored) and creates nothing. The winner is sweep/best.py's (the recheck's, else the
-best objective). ``study.optuna`` is the Optuna study itself.
+is ignored) and creates nothing. The winner is sweep/engine/winner.py's (the recheck's, else
+the best objective). ``study.optuna`` is the Optuna study itself.
 
 Columns of ``study.trials`` (the same as the sweep's ``trials.csv``):
 
@@ -45,8 +45,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sweep import table
-from sweep.best import BestTrial, load_existing_study, winner
+from sweep.engine import winner as winner_
+from sweep.engine.storage import load_existing
+from sweep.engine.winner import Winner
+from sweep.present import table
 
 
 @dataclass
@@ -60,9 +62,9 @@ class Study:
         return str(self.optuna.study_name)
 
     @property
-    def winner(self) -> BestTrial | None:
+    def winner(self) -> Winner | None:
         """The winner and how to train it again (None until a trial completes)."""
-        return winner(self.optuna)
+        return winner_.of(self.optuna)
 
     @property
     def trials(self) -> Any:
@@ -79,9 +81,9 @@ def load(line: str | Sequence[str] = "", *, study_name: str = "", storage: str =
     args = shlex.split(line) if isinstance(line, str) else list(line)
     extra = {"sweep.study_name": study_name, "sweep.storage": storage, "sweep.dir": sweep_dir}
     args += [f"{k}={v}" for k, v in extra.items() if v]
-    from sweep.settings import study_keys
+    from sweep.engine.settings import study_keys
 
-    return Study(load_existing_study(study_keys(args)))
+    return Study(load_existing(study_keys(args)))
 
 
 def studies(storage: str = "", sweep_dir: str = "") -> Any:
@@ -89,10 +91,9 @@ def studies(storage: str = "", sweep_dir: str = "") -> Any:
     DataFrame: name, storage, env, trial counts by state, best, winner, last_activity."""
     import pandas as pd
 
-    from sweep import studies as listing
+    from sweep.engine import catalog
 
-    opts = {k: v for k, v in (("sweep.storage", storage), ("sweep.dir", sweep_dir)) if v}
-    found = [r for where in listing.storages(opts) for r in listing.rows(where)]
+    found = [r for where in catalog.storages(storage, sweep_dir) for r in catalog.rows(where)]
     return pd.DataFrame([{"name": r.name, "storage": r.storage, "env": r.env,
                           **{s.lower(): r.counts.get(s, 0)
                              for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},

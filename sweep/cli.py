@@ -1,31 +1,41 @@
-"""The command line's grammar: an argparse parser per command, and the checks every command
-makes before it starts work (nothing here imports TensorFlow or creates anything).
+"""The command line: one argparse parser tree (a parser per command), the typed options each
+command receives (sweep/commands/__init__.py's ``Command``), and the run of a parsed line:
+the checks every command makes before it starts work, then the command's module.
 
 Today's grammar keeps working: no command means ``train``; ``-m``/``--multirun`` anywhere
-turns ``train`` into ``multirun``; overrides stay positional Hydra-style ``key=value``.
+turns ``train`` into ``multirun``; overrides stay positional Hydra-style ``key=value``, and
+so do the commands' own options (``seeds=N``, ``export=NAME`` ...), which are parsed,
+checked and typed here. Bad input is one ``error:`` line and exit code 2; nothing here
+imports TensorFlow or creates anything before the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import sys
 import textwrap
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 
-from rltrain.config import GIVEN_KEYS, MACHINE_KEYS, ConfigError, mask_url, user_conf_dir
-from rltrain.urls import DATABASES, STORAGE_SCHEMES, TRACKING_SCHEMES, check_url
+from rltrain.config import GIVEN_KEYS, MACHINE_KEYS, ConfigError, mask_url, use_config_dir
+from rltrain.secrets import install_masking, mask, register_environment, register_secrets, report
+from sweep.commands import Command
+from sweep.engine.preflight import check_urls, key_of
+from sweep.engine.shell import PROG
 
-PROG = "python -m sweep"
 MULTIRUN_FLAGS = ("-m", "--multirun")  # as Hydra users type them, anywhere on the line
 STUDY_OPTIONS = {"best": ("export",), "reproduce": (),
                  "evaluate": ("seeds", "jobs", "threshold", "first"), "watch": ("episodes",),
                  "register": ("name",)}
 LOCAL_KEYS = (*MACHINE_KEYS, *GIVEN_KEYS)  # a copied multirun line keeps them
 OVERRIDES_VAR = "SWEEP_OVERRIDES"  # overrides appended to every train/multirun/worker line
-URL_KEYS = {"tracking.uri": TRACKING_SCHEMES, "sweep.storage": STORAGE_SCHEMES}
+STUDIES_KEYS = ("sweep.storage", "sweep.dir", "tracking.uri")  # what studies takes
+STUDIES_USAGE = ("studies takes [delete NAME --yes] sweep.storage=URL, sweep.dir=DIR, "
+                 "tracking.uri=URI")
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,22 +44,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         message = message.replace(", key=value", "")  # optional, but named by intermixed parsing
         raise ConfigError(f"{message} (see: {self.prog} --help)")
-
-
-@dataclass
-class Command:
-    """A parsed command line: the command, its overrides and its flags."""
-
-    name: str
-    overrides: list[str] = field(default_factory=list)
-    target: str = ""          # reproduce, evaluate, watch: RUN_ID or best
-    cfg: str = ""             # --cfg job
-    info: str = ""            # --info [groups|searches|all]
-    as_json: bool = False     # best --json
-    port: int = 5000          # ui --port
-    yes: bool = False         # studies delete --yes
-    config_dir: str = ""      # --config-dir DIR: the user's config folder, searched first
-    line: list[str] = field(default_factory=list)  # the arguments as typed
 
 
 DESCRIPTIONS = {
@@ -191,15 +185,90 @@ def parse(args: Sequence[str]) -> Command | None:
         elif args:
             top.print_help()
         else:  # no arguments at all: train the defaults (SWEEP_OVERRIDES still apply)
-            return Command("train", appended("train"))
+            overrides = appended("train")
+            return Command("train", overrides, tracking_uri=tracking_uri(overrides))
         return None
     command, rest = normalize(args)
     ns = parsers[command].parse_intermixed_args(rest)
-    return Command(command, [*ns.overrides, *appended(command)], target=getattr(ns, "target", ""),
-                   cfg=getattr(ns, "cfg", None) or "", info=getattr(ns, "info", None) or "",
-                   as_json=getattr(ns, "json", False), port=getattr(ns, "port", 5000),
-                   yes=getattr(ns, "yes", False),
-                   config_dir=ns.config_dir, line=list(args))
+    overrides = [*ns.overrides, *appended(command)]
+    cmd = Command(command, overrides, tracking_uri=tracking_uri(overrides),
+                  config_dir=ns.config_dir, cfg=getattr(ns, "cfg", None) or "",
+                  info=getattr(ns, "info", None) or "", target=getattr(ns, "target", ""),
+                  as_json=getattr(ns, "json", False), port=getattr(ns, "port", 5000),
+                  yes=getattr(ns, "yes", False))
+    if command in STUDY_OPTIONS:
+        return study_options(cmd)
+    return studies_options(cmd) if command == "studies" else cmd
+
+
+def study_options(cmd: Command) -> Command:
+    """``best``, ``reproduce``, ``evaluate``, ``watch``, ``register``: the target and the
+    command's own ``key=value`` options (the last of each key wins), checked and typed; the
+    rest stay overrides."""
+    if "=" in cmd.target:
+        raise ConfigError(f"{cmd.name}: give a run id or 'best' first "
+                          f"({PROG} {cmd.name} RUN_ID|best ...)")
+    names = STUDY_OPTIONS[cmd.name]
+    own = [o for o in cmd.overrides if "=" in o and o.split("=", 1)[0] in names]
+    given = dict(o.split("=", 1) for o in own)
+    cmd = replace(cmd, overrides=[o for o in cmd.overrides if o not in own])
+    if cmd.name == "best":
+        from sweep.commands.best import check_export_name
+
+        for name in (o.split("=", 1)[1] for o in own):
+            check_export_name(name)
+        return replace(cmd, export=given.get("export", ""))
+    if cmd.name == "evaluate":
+        seeds = whole(given, "seeds", 5, 1)
+        jobs = whole(given, "jobs", min(2, seeds), 1)
+        threshold = number(given, "threshold")
+        return replace(cmd, seeds=seeds, jobs=jobs, threshold=threshold,
+                       first=whole(given, "first", 0, 0))
+    if cmd.name == "watch":
+        return replace(cmd, episodes=whole(given, "episodes", 1, 1))
+    if cmd.name == "register":
+        return replace(cmd, model_name=given.get("name", ""))
+    return cmd  # reproduce: no options of its own
+
+
+def whole(given: dict[str, str], key: str, default: int, minimum: int) -> int:
+    """Option ``key=N``: a whole number >= ``minimum`` (``default`` when not given)."""
+    raw = given.get(key, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw}: must be a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{key}={raw}: must be >= {minimum}")
+    return value
+
+
+def number(given: dict[str, str], key: str) -> float | None:
+    """Option ``key=X``: a number, or None when not given."""
+    if key not in given:
+        return None
+    try:
+        return float(given[key])
+    except ValueError:
+        raise ConfigError(f"{key}={given[key]}: must be a number") from None
+
+
+def studies_options(cmd: Command) -> Command:
+    """``studies [list]`` or ``studies delete NAME``, with ``sweep.storage=``, ``sweep.dir=``
+    and ``tracking.uri=`` (the last of each wins); nothing else."""
+    words = [a for a in cmd.overrides if "=" not in a]
+    given: dict[str, str] = {}
+    for arg in (a for a in cmd.overrides if "=" in a):
+        key, _, value = arg.partition("=")
+        if key not in STUDIES_KEYS:
+            raise ConfigError(f"{mask_url(arg)}: {STUDIES_USAGE}")
+        given[key] = value
+    deleting = words[:1] == ["delete"] and len(words) == 2
+    if words and words != ["list"] and not deleting:
+        raise ConfigError(f"{' '.join(words)}: {STUDIES_USAGE}")
+    return replace(cmd, overrides=[a for a in cmd.overrides if "=" in a],
+                   delete=words[1] if deleting else None,
+                   storage=given.get("sweep.storage", ""), sweep_dir=given.get("sweep.dir", ""))
 
 
 def appended(command: str) -> list[str]:
@@ -215,22 +284,9 @@ def appended(command: str) -> list[str]:
     return [o for o in given if command != "train" or not key_of(o).startswith("sweep.")]
 
 
-def command_line(command: str, args: Sequence[str]) -> str:
-    """``python -m sweep COMMAND ARGS`` as a user types it (shell-quoted, masked; an empty
-    COMMAND: train, unsaid), with ``--config-dir DIR`` when this process uses one."""
-    folder = user_conf_dir()
-    flag = ["--config-dir", str(folder)] if folder else []
-    return mask_url(" ".join([PROG, *([command] if command else []),
-                              *map(shlex.quote, [*flag, *args])]))
-
-
-def key_of(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
 def refuse_sweeps(cmd: Command) -> None:
     """A sweep expression in a single run: say how to run it as a sweep."""
-    from sweep.space import parse as parse_override
+    from sweep.engine.space import parse as parse_override
 
     for text in cmd.overrides:
         if parse_override(text).is_sweep_override():
@@ -239,28 +295,24 @@ def refuse_sweeps(cmd: Command) -> None:
                                        f"{PROG} multirun {line}"))
 
 
-def study_args(cmd: Command) -> list[str]:
-    """What ``best``/``reproduce``/``evaluate``/``watch`` use of a copied multirun line: their
-    own options, what names the study (``sweep.*``, ``env=``, ``search=``: ``env=acrobot``
-    finds ``dqn-acrobot``) and the local tracking keys. The rest must still be a valid
-    multirun line; it is ignored with a note on stderr."""
-    options = STUDY_OPTIONS[cmd.name]
-    own = [o for o in cmd.overrides if "=" in o and o.split("=", 1)[0] in options]
-    rest = [o for o in cmd.overrides if o not in own]
+def study_line(cmd: Command) -> Command:
+    """What ``best``/``reproduce``/``evaluate``/``watch``/``register`` use of a copied multirun
+    line: what names the study (``sweep.*``, ``env=``, ``search=``: ``env=acrobot`` finds
+    ``dqn-acrobot``) and the local tracking keys. The rest must still be a valid multirun
+    line; it is ignored with a note on stderr."""
+    from sweep.engine.settings import plan, study_keys
+
     local = () if cmd.name == "best" else LOCAL_KEYS
-    from sweep.settings import plan, study_keys
-
-    named = study_keys(rest)
-    kept = [o for o in rest if o in named or key_of(o) in local]
-    ignored = [o for o in rest if o not in kept]
+    named = study_keys(cmd.overrides)
+    kept = [o for o in cmd.overrides if o in named or key_of(o) in local]
+    ignored = [o for o in cmd.overrides if o not in kept]
     if ignored:
-
-        plan(rest)  # an unknown key or a bad expression fails here as in multirun
+        plan(cmd.overrides)  # an unknown key or a bad expression fails here as in multirun
         uses = "sweep.*, env=, search=" if cmd.name == "best" \
             else "sweep.*, env=, search=, tracking.* and train.progress/threads"
         shown = mask_url(" ".join(shlex.quote(o) for o in ignored))
         print(f"note: {cmd.name} uses {uses}; ignored: {shown}", file=sys.stderr)
-    return [*own, *kept]
+    return replace(cmd, overrides=kept)
 
 
 def tracking_uri(overrides: Sequence[str]) -> str:
@@ -270,32 +322,46 @@ def tracking_uri(overrides: Sequence[str]) -> str:
     return given[-1] if given else os.environ.get("MLFLOW_TRACKING_URI", "")
 
 
-def check_urls(overrides: Sequence[str]) -> None:
-    """Every URL of the command line (``tracking.uri``, ``sweep.storage``; else
-    ``MLFLOW_TRACKING_URI``) must have a URL's form: checked before anything is composed,
-    printed or written (ConfigError naming the key, the login masked)."""
-    for override in overrides:
-        key = key_of(override)
-        if key in URL_KEYS and "=" in override:
-            check_url(key, override.split("=", 1)[1].strip("'\""), URL_KEYS[key])
-    if not any(key_of(o) == "tracking.uri" for o in overrides):
-        check_url("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", ""),
-                  TRACKING_SCHEMES)
+def run(cmd: Command) -> int:
+    """``--info`` and ``--cfg job`` answer at once (sweep/commands/show.py); anything else
+    runs the command's module, sweep/commands/<command>.py, imported only now."""
+    from sweep.commands import show
+
+    if cmd.config_dir:
+        use_config_dir(cmd.config_dir)
+    if cmd.info:
+        return show.run(cmd)
+    check_urls(cmd.overrides)  # before any URL is composed, printed or written
+    if cmd.name == "train":
+        refuse_sweeps(cmd)
+    if cmd.cfg:
+        return show.run(cmd)
+    if cmd.name in STUDY_OPTIONS:
+        cmd = study_line(cmd)
+    return importlib.import_module(f"sweep.commands.{cmd.name}").run(cmd)
 
 
-def check_tracking(uri: str) -> None:
-    """A tracking server or database must answer before any work starts: one masked
-    ``error:`` line within seconds otherwise (a local store is not checked). A URI of the
-    wrong form (see ``rltrain.urls``) is refused without a connection."""
-    check_url("tracking.uri" if uri else "MLFLOW_TRACKING_URI",
-              uri or os.environ.get("MLFLOW_TRACKING_URI", ""), TRACKING_SCHEMES)
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
-    if scheme in ("http", "https"):
-        from rltrain.tracking import check_server
+def _thread_hook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None and not isinstance(args.exc_value, SystemExit):
+        report(args.exc_value, prefix=f"thread {args.thread.name if args.thread else '?'}: ")
 
-        check_server(uri)
-    elif scheme in DATABASES:
-        from sweep.storage import check_database
 
-        check_database(uri, "tracking.uri")
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run, and turn every error into one masked line: the single masking point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    register_environment()
+    register_secrets(" ".join(args))
+    threading.excepthook = _thread_hook
+    install_masking()  # warnings and log records of every library
+    try:
+        cmd = parse(args)
+        return 0 if cmd is None else run(cmd)
+    except ConfigError as err:
+        message = " ".join(line.strip() for line in str(err).splitlines())
+        print(f"error: {mask(message)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        return report(err)

@@ -84,7 +84,7 @@ def test_model_group_composes_either_way() -> None:
 def test_atari_search_space_plans() -> None:
     """conf/search/atari.yaml: every choice and bound validates on env=atari; the model's
     keys stay searchable from the group."""
-    from sweep.settings import key_kind, plan
+    from sweep.engine.settings import key_kind, plan
 
     planned = plan(["env=atari", "search=atari"])
     assert {"agent.lr", "agent.target_model_update", "agent.policy.nb_steps"} <= set(

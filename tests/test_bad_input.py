@@ -169,7 +169,7 @@ def test_a_url_of_the_wrong_form_in_a_config_file_is_refused(tmp_path: Path) -> 
     import shutil
 
     from rltrain.config import DEFAULT_CONF_DIR, ConfigError
-    from sweep.settings import plan
+    from sweep.engine.settings import plan
 
     conf = tmp_path / "conf"
     shutil.copytree(DEFAULT_CONF_DIR, conf)

@@ -11,7 +11,8 @@ import pytest
 
 from rltrain.config import DEFAULT_CONF_DIR, compose_config
 from rltrain.train import train
-from sweep.best import BestTrial, export
+from sweep.commands.best import export
+from sweep.engine.winner import Winner
 from tests.conftest import run_cli
 
 SWEEP = ["multirun", "sweep.study_name=tiny", "sweep.n_trials=3", "sweep.n_jobs=1",
@@ -80,7 +81,7 @@ def test_export_puts_config_group_choices_in_defaults(tmp_path: Path) -> None:
     conf = tmp_path / "conf"
     shutil.copytree(DEFAULT_CONF_DIR, conf, ignore=shutil.ignore_patterns("test-export-*"))
     (conf / "env" / "cartpole_v0.yaml").write_text("id: CartPole-v0\n")
-    best = BestTrial("s", 4, 200.0, "abc", {"env": "cartpole_v0", "agent.lr": 0.002},
+    best = Winner("s", 4, 200.0, "abc", {"env": "cartpole_v0", "agent.lr": 0.002},
                      ["agent.impl=fast", "tracking.uri=http://u:***@h:1", "env=cartpole_v0",
                       "agent.lr=0.002", "seed=4"])
     path = export(best, "grouped", conf)

@@ -29,21 +29,23 @@ def test_every_command_has_its_own_help(command: str,
     assert capsys.readouterr().out.startswith(f"usage: python -m sweep {command} ")
 
 
-@pytest.mark.parametrize(("args", "command", "overrides"), [
-    ([], "train", []),
-    (["agent.lr=0.01"], "train", ["agent.lr=0.01"]),
-    (["agent.lr=0.01", "-m"], "multirun", ["agent.lr=0.01"]),
-    (["--multirun", "sweep.n_trials=3"], "multirun", ["sweep.n_trials=3"]),
-    (["train", "-m", "x=1"], "multirun", ["x=1"]),
-    (["best", "sweep.study_name=s", "--json", "export=e"], "best",
-     ["sweep.study_name=s", "export=e"]),
-    (["evaluate", "best", "seeds=3"], "evaluate", ["seeds=3"]),
+@pytest.mark.parametrize(("args", "command", "overrides", "typed"), [
+    ([], "train", [], {}),
+    (["agent.lr=0.01"], "train", ["agent.lr=0.01"], {}),
+    (["agent.lr=0.01", "-m"], "multirun", ["agent.lr=0.01"], {}),
+    (["--multirun", "sweep.n_trials=3"], "multirun", ["sweep.n_trials=3"], {}),
+    (["train", "-m", "x=1"], "multirun", ["x=1"], {}),
+    (["best", "sweep.study_name=s", "--json", "export=e"], "best", ["sweep.study_name=s"],
+     {"export": "e"}),  # the command's own options reach it typed, not as overrides
+    (["evaluate", "best", "seeds=3"], "evaluate", [],
+     {"target": "best", "seeds": 3, "jobs": 2, "threshold": None, "first": 0}),
 ])
-def test_todays_grammar_still_parses(args: list[str], command: str,
-                                     overrides: list[str]) -> None:
+def test_todays_grammar_still_parses(args: list[str], command: str, overrides: list[str],
+                                     typed: dict[str, object]) -> None:
     cmd = cli.parse(args)
     assert cmd is not None and (cmd.name, cmd.overrides) == (command, overrides)
     assert cmd.as_json == ("--json" in args)
+    assert {key: getattr(cmd, key) for key in typed} == typed
 
 
 @pytest.mark.parametrize(("args", "overrides"), [

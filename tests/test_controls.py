@@ -10,11 +10,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep import stops
-from sweep import study as study_
-from sweep.enqueue import WARM
-from sweep.leaders import stored_results
-from sweep.settings import SweepSettings, plan
+from sweep.engine import invocation, stops
+from sweep.engine import study as study_
+from sweep.engine.enqueue import WARM
+from sweep.engine.leaders import stored_results
+from sweep.engine.settings import SweepSettings, plan
+from sweep.present import report
 from tests.test_sweep import COMPLETE, TINY, load, runs
 
 WAITING = optuna.trial.TrialState.WAITING
@@ -29,8 +30,8 @@ OUTLASTS_TIMEOUT = ("agent.impl=keras-rl", "train.nb_steps=1500",  # stock: ~10 
 def sweep(tracking_uri: str):
     """Run ``python -m sweep multirun TINY ARGS`` in this process; return the Outcome."""
 
-    def run(*args: str) -> study_.Outcome:
-        return study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", *args]))
+    def run(*args: str) -> invocation.Outcome:
+        return invocation.run(plan([*TINY, f"tracking.uri={tracking_uri}", *args]), report)
 
     return run
 
@@ -54,8 +55,8 @@ def test_timeout_stops_claiming_running_trials_finish(sweep, client, capsys) -> 
     assert f"sweep.timeout={TIMEOUT} s reached: no new trials in this invocation" in \
         capsys.readouterr().err
     p = plan([*TINY, *args])
-    assert study_._trials_done(load(), p, time.monotonic() - 1)  # the recheck would run now
-    assert not study_._trials_done(load(), p, time.monotonic() + 60)  # (not before)
+    assert invocation._trials_done(load(), p, time.monotonic() - 1)  # the recheck would run now
+    assert not invocation._trials_done(load(), p, time.monotonic() + 60)  # (not before)
 
     again = sweep(*args)  # the same command: a new invocation, a new timeout
     assert (again.exit_code, again.new_trials) == (0, 1), again.message
@@ -171,8 +172,8 @@ def test_cmaes_refuses_a_choice_dimension() -> None:
 
 def test_two_workers_stop_at_the_deadline(workdir: Path, tracking_uri: str) -> None:
     """claim itself: past the deadline it gives no trial (any worker, any storage)."""
-    from sweep.storage import open_storage
-    from sweep.workers import Job, claim, load_study
+    from sweep.engine.storage import open_storage
+    from sweep.engine.workers import Job, claim, load_study
 
     p = plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=4"])
     study_.create_study(p, open_storage(p))

@@ -21,9 +21,11 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from rltrain.config import ConfigError
-from sweep import study as study_
-from sweep.settings import plan
-from sweep.storage import open_storage, sqlalchemy_url
+from sweep.engine import invocation
+from sweep.engine import study as study_
+from sweep.engine.settings import plan
+from sweep.engine.storage import open_storage, sqlalchemy_url
+from sweep.present import report
 from tests.conftest import ROOT, run_cli
 from tests.servers import PASSWORD, MlflowServer, free_port, mlflow_server, postgres
 
@@ -266,13 +268,13 @@ def test_password_from_a_pgpass_file(pg_url, tracking_uri, workdir, monkeypatch)
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", str(workdir / "missing"))
     with pytest.raises(ConfigError, match="cannot connect: .*password"):
-        study_.run(plan(args))
+        invocation.run(plan(args), report)
     host_port = pg_url.split("@")[1].split("/")[0]
     pgpass = workdir / "pgpass"
     pgpass.write_text(f"{host_port}:optuna:sweep:{PASSWORD}\n")
     pgpass.chmod(0o600)
     monkeypatch.setenv("PGPASSFILE", str(pgpass))
-    assert study_.run(plan(args)).exit_code == 0
+    assert invocation.run(plan(args), report).exit_code == 0
     assert [t.state for t in load(pg_url, "pgpass").trials] == [TrialState.COMPLETE]
 
 

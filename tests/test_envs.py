@@ -17,10 +17,11 @@ from optuna.trial import TrialState
 
 from rltrain.config import DEFAULT_CONF_DIR, ConfigError, compose_config, reward_threshold
 from rltrain.run import tracked_train
-from sweep import study as study_
 from sweep.__main__ import main
-from sweep.reproduce import Request, recorded_config, resolve
-from sweep.settings import plan
+from sweep.engine import invocation
+from sweep.engine.recorded import recorded_config, resolve
+from sweep.engine.settings import plan
+from sweep.present import report
 
 ENVS = {"cartpole": ("CartPole-v1", 475.0), "acrobot": ("Acrobot-v1", -100.0),
         "mountaincar": ("MountainCar-v0", -110.0), "lunarlander": ("LunarLander-v3", 200.0)}
@@ -96,7 +97,7 @@ def test_acrobot_sweep_uses_its_space_and_study(tracking_uri: str, client: Mlflo
             "train.nb_steps=300", "train.eval_interval=150", "train.eval_episodes=1",
             "train.test_episodes=1", "agent.nb_steps_warmup=50", "agent.policy.nb_steps=200",
             "agent.memory.limit=500", "train.progress=false", f"tracking.uri={tracking_uri}"]
-    outcome = study_.run(plan(args))
+    outcome = invocation.run(plan(args), report)
     assert (outcome.exit_code, outcome.new_trials) == (0, 2)
 
     storage = JournalStorage(JournalFileBackend("multirun/dqn-acrobot/study.log"))
@@ -121,8 +122,7 @@ def test_acrobot_sweep_uses_its_space_and_study(tracking_uri: str, client: Mlflo
     assert main(["best"]) == 2  # dqn-cartpole: no such study here
     assert "sweep.study_name=dqn-cartpole: no study" in capsys.readouterr().err
 
-    run_id, here = resolve(Request("best", overrides=["env=acrobot",
-                                                      f"tracking.uri={tracking_uri}"]))
+    run_id, here = resolve("best", ["env=acrobot", f"tracking.uri={tracking_uri}"])
     assert run_id == best["run_id"]
     cfg = recorded_config(run_id, here, Path("recorded"))
     assert cfg.env.id == "Acrobot-v1"  # retrained where it was: its own experiment

@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep.plots_html import PLOTS, save_html_plots
-from sweep.report import save_plots
+from sweep.present.plots_html import PLOTS, save_html_plots
+from sweep.present.report import save_plots
 
 ALL = [name for name, _, _ in PLOTS]
 

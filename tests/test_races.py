@@ -14,13 +14,14 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from rltrain.run import output_dir
-from sweep import leaders, recheck, report
-from sweep import space as space_
-from sweep import study as study_
-from sweep.best import best_trial
-from sweep.settings import plan
-from sweep.storage import open_storage
-from sweep.trial import seeds_of
+from sweep.engine import invocation, leaders, recheck
+from sweep.engine import space as space_
+from sweep.engine import study as study_
+from sweep.engine import winner as winner_
+from sweep.engine.settings import plan
+from sweep.engine.storage import open_storage
+from sweep.engine.trial import seeds_of
+from sweep.present import report
 from tests.conftest import run_cli
 from tests.test_sweep import TINY as SWEEP
 from tests.test_sweep import load
@@ -61,7 +62,7 @@ def test_a_retried_trial_trains_in_its_own_folder(tracking_uri: str, client: Mlf
     original.mkdir(parents=True)
     (original / "dqn_log.json").write_text("the original worker's")
 
-    outcome = study_.run(p)
+    outcome = invocation.run(p, report)
     assert outcome.exit_code == 0, outcome.message
     retry = load().trials[1]
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == 0
@@ -125,7 +126,7 @@ RECHECKED = ["sweep.study_name=ranked", "sweep.n_trials=2", "sweep.recheck_top_k
 def test_the_winner_counts_only_this_recheck_s_seeds(workdir: Path) -> None:
     """Results on the fresh seeds of another ``sweep.seed``/``sweep.recheck_seeds`` stay
     stored but do not count: the winner solves the largest fraction of the current ones."""
-    from sweep.seeds import recheck_seeds
+    from sweep.engine.seeds import recheck_seeds
 
     p = plan(RECHECKED)
     study = study_.create_study(p, open_storage(p))
@@ -139,13 +140,13 @@ def test_the_winner_counts_only_this_recheck_s_seeds(workdir: Path) -> None:
     assert {(a, s) for s in before} < set(leaders.stored_results(study))  # still read
     assert not leaders.missing(study, p)
     assert [sorted(lead.results) for lead in leaders.leaders(study, p)] == [now, now]
-    assert leaders.winner(study, p).trial.number == b
+    assert winner_.choose(study, p).trial.number == b
 
 
 def _won(workdir: Path, tracking_uri: str) -> tuple[optuna.Study, int, int]:
     """A study of two trials whose recheck has completed: b wins it, a has the best value."""
     from rltrain.tracking import tracked_run
-    from sweep.seeds import recheck_seeds
+    from sweep.engine.seeds import recheck_seeds
 
     p = plan([*RECHECKED, f"tracking.uri={tracking_uri}"])
     study = study_.create_study(p, open_storage(p))
@@ -154,7 +155,7 @@ def _won(workdir: Path, tracking_uri: str) -> tuple[optuna.Study, int, int]:
     _rechecked(study, b, recheck_seeds(0, 2), [500.0, 480.0])
     with tracked_run(tracking_uri, "recheck-test", "parent") as parent:
         recheck.run(p, study, parent, threading.Event())  # nothing missing: it only decides
-    assert report.chosen(load("ranked"), p).number == b
+    assert winner_.trial_of(load("ranked")).number == b
     return study, a, b
 
 
@@ -164,8 +165,8 @@ def test_a_stored_winner_falls_when_better_trials_are_not_rechecked(
     c = _complete(study, 20.0)  # more trials (a raised budget): c and a lead, not rechecked
     p = plan([*RECHECKED, "sweep.n_trials=3", f"tracking.uri={tracking_uri}"])
     assert [lead.trial.number for lead in leaders.leaders(study, p)] == [c, a]
-    assert report.chosen(load("ranked"), p).number == c  # the best objective, until then
-    assert best_trial(["sweep.study_name=ranked"]).trial == c
+    assert winner_.trial_of(load("ranked")).number == c  # the best objective, until then
+    assert winner_.named_by(["sweep.study_name=ranked"]).trial == c
 
 
 def test_a_raised_budget_drops_the_winner_until_its_recheck_completes(
@@ -174,9 +175,10 @@ def test_a_raised_budget_drops_the_winner_until_its_recheck_completes(
     of the new budget has not run, so the winner of the old one is not the study's."""
     study, a, b = _won(workdir, tracking_uri)
     study.enqueue_trial({"agent.policy.value_min": 0.9})  # > value_max: fails at once
-    outcome = study_.run(plan([*RECHECKED, "sweep.n_trials=3", f"tracking.uri={tracking_uri}"]))
+    outcome = invocation.run(plan([*RECHECKED, "sweep.n_trials=3",
+                                   f"tracking.uri={tracking_uri}"]), report)
     assert outcome.exit_code == 1 and "1 trials failed" in outcome.message
-    assert best_trial(["sweep.study_name=ranked"]).trial == a
+    assert winner_.named_by(["sweep.study_name=ranked"]).trial == a
 
 
 def test_multirun_refuses_to_search_train_threads(workdir: Path) -> None:
@@ -195,8 +197,8 @@ def test_a_parent_run_whose_pid_was_reused_is_ended(tracking_uri: str, client: M
                                                     workdir: Path) -> None:
     """A sweep's parent run left RUNNING is judged by its process's pid and start time: a
     live pid that belongs to another process now does not keep it RUNNING."""
-    from sweep.runs import end_dead_parents
-    from sweep.storage import process_identity
+    from sweep.engine.runs import end_dead_parents
+    from sweep.engine.storage import process_identity
 
     p = plan([*SWEEP, f"tracking.uri={tracking_uri}"])
     experiment = client.create_experiment(p.experiment)
@@ -220,7 +222,7 @@ def test_a_trial_without_a_finite_value_ends_its_run_failed(tracking_uri: str,
               "train.eval_interval=choice(0,100)", "sweep.max_failures=0"])
     study = study_.create_study(p, open_storage(p))
     study.enqueue_trial({"train.eval_interval": 0})
-    outcome = study_.run(p)
+    outcome = invocation.run(p, report)
     assert outcome.exit_code == 1 and "1 trials failed" in outcome.message
     (trial,) = load().trials
     assert trial.state == TrialState.FAIL
@@ -234,7 +236,7 @@ def test_a_recheck_starting_leaves_a_live_recheck_s_runs_running(
         tracking_uri: str, client: MlflowClient, workdir: Path) -> None:
     """A recheck ends the recheck runs a killed invocation left RUNNING, not those of an
     invocation rechecking at the same time (its parent run is still RUNNING)."""
-    from sweep.runs import end_orphans
+    from sweep.engine.runs import end_orphans
 
     p = plan([*SWEEP, f"tracking.uri={tracking_uri}"])
     experiment = client.create_experiment(p.experiment)

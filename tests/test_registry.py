@@ -59,14 +59,13 @@ def test_register_load_predict_and_resolve(tiny, tracking_uri: str, client, work
 
 def test_register_command_and_watch_a_model(tiny, tracking_uri: str, workdir: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from sweep.register import cmd_register
-    from sweep.reproduce import cmd_watch
+    from sweep.__main__ import main
 
     run_id, _ = tracked_train(tiny("agent.impl=fast", "train.test_episodes=0",
                                    "train.nb_steps=100", "train.eval_interval=0"))
-    assert cmd_register([run_id, f"tracking.uri={tracking_uri}"]) == 0
+    assert main(["register", run_id, f"tracking.uri={tracking_uri}"]) == 0
     assert "as model keras-rl-cartpole version 1" in capsys.readouterr().out  # the experiment
-    assert cmd_watch(["models:/keras-rl-cartpole/latest", f"tracking.uri={tracking_uri}"]) == 0
+    assert main(["watch", "models:/keras-rl-cartpole/latest", f"tracking.uri={tracking_uri}"]) == 0
     assert (workdir / "outputs" / "watch" / run_id / "agent.gif").is_file()
 
 

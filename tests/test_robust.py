@@ -15,11 +15,13 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweep import objective
-from sweep import study as study_
-from sweep.leaders import WINNER, stored_results
-from sweep.seeds import recheck_seeds
-from sweep.settings import plan
+from sweep.engine import invocation, objective
+from sweep.engine import study as study_
+from sweep.engine.leaders import stored_results
+from sweep.engine.seeds import recheck_seeds
+from sweep.engine.settings import plan
+from sweep.engine.winner import KEY as WINNER
+from sweep.present import report
 from tests.conftest import ROOT, run_cli
 from tests.test_sweep import load
 
@@ -31,11 +33,11 @@ TINY = ["train.nb_steps=300", "train.eval_interval=100", "train.eval_episodes=2"
 def test_pruning_acts_on_the_seeds_aggregate(tracking_uri: str, client: MlflowClient) -> None:
     """Two seeds side by side; the trial reports min over seeds of their scores at each
     evaluation, and a prune stops both seeds at that evaluation."""
-    outcome = study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=2",
-                               "sweep.seeds_per_trial=2", "sweep.aggregate=min",
-                               "sweep.seed_score=mean", "sweep.pruner=threshold",
-                               "sweep.prune_threshold=1000", "sweep.prune_warmup_steps=0",
-                               "sweep.recheck_top_k=0"]))
+    outcome = invocation.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=2",
+                                   "sweep.seeds_per_trial=2", "sweep.aggregate=min",
+                                   "sweep.seed_score=mean", "sweep.pruner=threshold",
+                                   "sweep.prune_threshold=1000", "sweep.prune_warmup_steps=0",
+                                   "sweep.recheck_top_k=0"]), report)
     assert outcome.exit_code == 0, outcome.message
     for t in load().trials:
         assert t.state == TrialState.PRUNED and list(t.intermediate_values) == [100]
@@ -112,9 +114,9 @@ def test_invocations_at_once_never_sample_the_same_trial(workdir: Path) -> None:
     draw the same values; and the same sweep seed gives the same trials again."""
     import threading
 
-    from sweep import space as space_
-    from sweep.storage import open_storage
-    from sweep.workers import Job, claim, load_study
+    from sweep.engine import space as space_
+    from sweep.engine.storage import open_storage
+    from sweep.engine.workers import Job, claim, load_study
 
     def sweep_params(name: str) -> list[dict]:
         p = plan([f"sweep.study_name={name}", "sweep.n_trials=8", "sweep.sampler=random"])
@@ -139,7 +141,7 @@ def test_stale_trial_of_a_reused_pid_fails(workdir: Path) -> None:
     another start time) is stale on the journal; one whose process is the same is not."""
     import socket
 
-    from sweep.storage import fail_stale_trials, open_storage, process_identity
+    from sweep.engine.storage import fail_stale_trials, open_storage, process_identity
 
     p = plan(["sweep.study_name=reused", "sweep.n_trials=2", "sweep.max_retry=0"])
     storage = open_storage(p)
@@ -163,7 +165,7 @@ def test_multirun_refuses_to_resume_with_other_settings(workdir: Path) -> None:
     import pytest
 
     from rltrain.config import ConfigError
-    from sweep.storage import open_storage
+    from sweep.engine.storage import open_storage
 
     base = ["sweep.study_name=same", "train.nb_steps=500"]
     p = plan(base)

@@ -251,9 +251,9 @@ def test_a_process_target_prints_one_masked_line(workdir: Path) -> None:
 
 
 def test_an_unexpected_error_in_the_cli_is_one_masked_line(workdir: Path) -> None:
-    probe = ("import sys\nimport sweep.__main__ as m\n"
+    probe = ("import sys\nimport sweep.__main__ as m\nimport sweep.commands.train as train\n"
              "def boom(cmd):\n    raise OSError('disk full under http://u:PASSWORD@h:1')\n"
-             "m.COMMANDS['train'] = boom\nsys.exit(m.main(['train.nb_steps=5']))\n")
+             "train.run = boom\nsys.exit(m.main(['train.nb_steps=5']))\n")
     proc = run_python("-c", probe, cwd=workdir, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [

@@ -10,8 +10,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from rltrain.config import ConfigError
-from sweep import space
-from sweep.settings import plan, split
+from sweep.engine import space
+from sweep.engine.settings import plan, split
 from tests.conftest import run_cli, run_python
 
 
@@ -142,7 +142,7 @@ def test_cli_rejects_bad_input_before_tensorflow(workdir: Path) -> None:
     proc = run_cli("-m", "sweep.sampler=bogus", cwd=workdir)  # Hydra's flag works too
     assert proc.returncode == 2 and "sweep.sampler=bogus" in proc.stderr
     assert not list(workdir.iterdir())  # no study, no MLflow store, no outputs
-    probe = run_python("-c", "import sys\nfrom sweep.settings import plan\n"
+    probe = run_python("-c", "import sys\nfrom sweep.engine.settings import plan\n"
                        "plan(['agent.lr=tag(log,interval(1e-4,1e-2))'])\n"
                        "print(sorted(m for m in ('tensorflow', 'mlflow', 'rl') "
                        "if m in sys.modules))", cwd=workdir)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from sweep import objective, seeds
-from sweep.stats import summarize, wilson
+from sweep.engine import objective, seeds
+from sweep.engine.stats import summarize, wilson
 
 
 def test_seed_scores() -> None:

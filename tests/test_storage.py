@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sweep.settings import plan
-from sweep.storage import budget_note
+from sweep.engine.settings import plan
+from sweep.engine.storage import budget_note
 
 
 @pytest.mark.parametrize("storage", ["", "multirun/x/study.log", "sqlite:///study.db",
@@ -33,13 +33,13 @@ def test_a_journal_lock_left_by_a_killed_process_is_released(workdir) -> None:
 
     import optuna
 
-    from sweep.storage import JOURNAL_LOCK_GRACE, journal
+    from sweep.engine.storage import JOURNAL_LOCK_GRACE, journal
     from tests.conftest import run_python
 
     path = "multirun/s/study.log"  # the default layout: relative to the working folder
     (workdir / "multirun/s").mkdir(parents=True)
     optuna.create_study(study_name="first", storage=journal(path))
-    killed = run_python("-c", "import os; from sweep.storage import journal; "
+    killed = run_python("-c", "import os; from sweep.engine.storage import journal; "
                         f"journal({path!r})._backend._lock.acquire(); os._exit(9)", cwd=workdir)
     assert killed.returncode == 9 and (workdir / f"{path}.lock").is_symlink()
     made: list[optuna.Study] = []

@@ -16,8 +16,9 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep import api, table
-from sweep.storage import sqlalchemy_url
+from sweep import api
+from sweep.engine.storage import sqlalchemy_url
+from sweep.present import table
 from tests.conftest import ROOT, run_cli
 from tests.servers import PASSWORD, postgres
 

@@ -18,8 +18,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from sweep import study as study_
-from sweep.settings import plan
+from sweep.engine import invocation
+from sweep.engine.settings import plan
+from sweep.present import report
 from tests.conftest import ROOT
 from tests.test_train import artifact_paths
 
@@ -36,8 +37,8 @@ COMPLETE, PRUNED, FAIL = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 def sweep(tracking_uri: str):
     """Run ``python -m sweep multirun TINY ARGS`` in this process; return the Outcome."""
 
-    def run(*args: str) -> study_.Outcome:
-        return study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", *args]))
+    def run(*args: str) -> invocation.Outcome:
+        return invocation.run(plan([*TINY, f"tracking.uri={tracking_uri}", *args]), report)
 
     return run
 
@@ -241,7 +242,7 @@ def test_kill_9_then_resume_loses_nothing(workdir, tracking_uri, client, n_jobs,
     assert all(gone(pid, within=30) for pid in workers)  # orphans stop, killed or not
     killed_err = proc.stderr.read() if proc.stderr else ""  # the orphans' output too
 
-    resumed = study_.run(plan([*TINY, *args]))
+    resumed = invocation.run(plan([*TINY, *args]), report)
     assert resumed.exit_code == 0, resumed.message
     trials = {t.number: t for t in load().trials}
     killed = [trials[t.number] for t in running]
@@ -314,7 +315,7 @@ def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri
         == [("FAILED", "FAIL")] * 2
 
     # the same settings resume (other fixed overrides would be refused)
-    resumed = study_.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=1",
-                               *long]))
+    resumed = invocation.run(plan([*TINY, f"tracking.uri={tracking_uri}", "sweep.n_trials=1",
+                                   *long]), report)
     assert resumed.exit_code == 0
     assert [t.state for t in load().trials] == [FAIL, FAIL, COMPLETE]

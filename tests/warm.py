@@ -22,8 +22,9 @@ def preload() -> None:
     """Import what the commands import (the workers' list, and the command line), without
     running any of it."""
     import sweep.__main__  # noqa: F401
-    import sweep.preload  # noqa: F401
-    import sweep.study  # noqa: F401
+    import sweep.engine.invocation  # noqa: F401
+    import sweep.engine.preload  # noqa: F401
+    import sweep.present.report  # noqa: F401
 
 
 def child(request: dict) -> None:

@@ -2,7 +2,7 @@
 
 A sweep's workers, the recheck's, ``evaluate``'s and the registration's come from one
 forkserver per invocation that has imported TensorFlow, MLflow, Optuna and this program
-(sweep/preload.py) without running any of it: TensorFlow is imported, never initialised,
+(sweep/engine/preload.py) without running any of it: TensorFlow is imported, never initialised,
 so each worker sizes its own thread pools and builds its own graph. A worker starts in
 about a second instead of the ~10 s a fresh interpreter spends on the same imports, and
 shares nothing else with its siblings or with the invocation's own process.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.context import BaseContext
 
-PRELOAD = ["sweep.preload"]
+PRELOAD = ["sweep.engine.preload"]
 
 
 def context() -> BaseContext:

@@ -1,11 +1,11 @@
 """``python -m sweep evaluate RUN_ID|best seeds=N``: how good is a config across seeds?
 
-Retrains a run's recorded config on N fresh seeds (``sweep.seeds.evaluate_seeds``: no
+Retrains a run's recorded config on N fresh seeds (``sweep.engine.seeds.evaluate_seeds``: no
 sweep trains on them) in parallel worker processes (one MLflow parent run, a child per
 seed) and reports, over the seeds' delivered agents (their final test, on episodes that
 did not pick them): the mean with its 95% t-interval, the IQM with its BCa interval, and
 the seeds that solve the env (test reward >= the env's threshold) with a Wilson interval;
-also the final weights' test and the last evaluation (sweep/stats.py).
+also the final weights' test and the last evaluation (sweep/engine/stats.py).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from rltrain.config import Config, ConfigError, flatten, to_yaml
 from rltrain.folders import new_folder
 from rltrain.secrets import masked_entry
-from sweep import processes, stats
-from sweep.reproduce import int_option, parse, recorded_config, resolve
-from sweep.seeds import evaluate_seeds
+from sweep.commands import Command
+from sweep.engine import processes, stats
+from sweep.engine.preflight import check_tracking
+from sweep.engine.recorded import attach_gif, recorded_config, resolve
+from sweep.engine.seeds import evaluate_seeds
 
 
 @masked_entry
@@ -61,13 +63,11 @@ def run_seeds(cfg: DictConfig, seeds: list[int], jobs: int, parent_run_id: str,
     return sorted(done, key=lambda out: out["seed"])
 
 
-def threshold_for(cfg: DictConfig, request_value: str | None) -> float:
-    """The solve threshold: ``threshold=`` or the env's registered reward_threshold."""
-    if request_value is not None:
-        try:
-            return float(request_value)
-        except ValueError:
-            raise ConfigError(f"threshold={request_value}: must be a number") from None
+def threshold_for(cfg: DictConfig, given: float | None) -> float:
+    """The solve threshold: ``threshold=`` as ``given``, else the env's registered
+    reward_threshold."""
+    if given is not None:
+        return given
     from rltrain.config import reward_threshold
 
     value = reward_threshold(cfg.env)
@@ -76,23 +76,21 @@ def threshold_for(cfg: DictConfig, request_value: str | None) -> float:
     return value
 
 
-def cmd_evaluate(args: list[str]) -> int:
+def run(cmd: Command) -> int:
     """Train a run's config on fresh seeds and report statistics over them."""
     from rltrain.plots import seed_curves
     from rltrain.tracking import stored_run, tracked_run
-    from sweep.reproduce import attach_gif
 
-    request = parse(args, ("seeds", "jobs", "threshold", "first"), "evaluate")
-    n_seeds = int_option(request, "seeds", 5, 1)
-    jobs = int_option(request, "jobs", min(2, n_seeds), 1)
-    run_id, here = resolve(request)
+    check_tracking(cmd.tracking_uri)
+    n_seeds, jobs = cmd.seeds, cmd.jobs
+    run_id, here = resolve(cmd.target, cmd.overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = recorded_config(run_id, here, Path(tmp), request.overrides)
-    threshold = threshold_for(cfg, request.options.get("threshold"))
+        cfg = recorded_config(run_id, here, Path(tmp), cmd.overrides)
+    threshold = threshold_for(cfg, cmd.threshold)
     cfg.train.progress = False  # several workers: one line per finished seed instead
     if cfg.train.test_episodes < 1:
         raise ConfigError("train.test_episodes=0: evaluate scores each seed's final test")
-    seeds = evaluate_seeds(n_seeds, int_option(request, "first", 0, 0))
+    seeds = evaluate_seeds(n_seeds, cmd.first)
     original = stored_run(here.tracking.uri, run_id)
     name = f"evaluate-{original.name or run_id[:8]}"
     print(f"evaluating run {run_id} on {n_seeds} seeds with {jobs} workers", file=sys.stderr)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from sweep.objective import iqm
+from sweep.engine.objective import iqm
 
 Z95 = 1.959963984540054
 

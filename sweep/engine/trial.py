@@ -30,10 +30,10 @@ from rltrain.config import compose_config, flatten, mask_url, validate
 from rltrain.folders import new_folder
 from rltrain.loop import StopTraining
 from rltrain.tracking import Tracker, tracked_run, tracker_for
-from sweep import objective, seeds
-from sweep import space as space_
-from sweep.runs import tag_trial_runs
-from sweep.settings import Plan
+from sweep.engine import objective, seeds
+from sweep.engine import space as space_
+from sweep.engine.runs import tag_trial_runs
+from sweep.engine.settings import Plan
 
 STOP_CHECK_STEPS = 256  # how often a running seed looks for Ctrl-C
 

@@ -40,7 +40,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from rltrain.config import ConfigError, mask_url
-from sweep.settings import Plan
+from sweep.engine.settings import Plan, study_keys
+from sweep.engine.settings import plan as make_plan
 
 CONNECT_TIMEOUT = 10  # seconds to reach a database server before giving up
 
@@ -104,6 +105,22 @@ def read_storage(where: str) -> Any:
     check_database(where, "sweep.storage")
     url = sqlalchemy_url(where)
     return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+
+
+def load_existing(sweep_args: list[str]) -> optuna.Study:
+    """The study that ``sweep.*``, ``env=`` and ``search=`` of a multirun line name, loaded
+    without creating anything; ConfigError if absent."""
+    p = make_plan(study_keys(sweep_args))
+    name = p.settings.study_name
+    where = mask_url(p.storage)
+    if "://" not in p.storage and not Path(p.storage).exists():
+        raise ConfigError(f"sweep.study_name={name}: no study at {where}")
+    check_storage(p)  # an unreachable database: one line, not a traceback
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(p))
+    except KeyError as err:
+        raise ConfigError(f"sweep.study_name={name}: no such study in {where}") from err
 
 
 def heartbeats(storage: Any) -> bool:

@@ -29,7 +29,7 @@ from optuna.distributions import (
 )
 
 from rltrain.config import ConfigError
-from sweep.space import SearchSpace
+from sweep.engine.space import SearchSpace
 
 WARM = "warm start"  # the ``enqueued`` user attr of the warm-start trial
 _OUTSIDE = object()

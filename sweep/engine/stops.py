@@ -14,7 +14,7 @@ import time
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.settings import SweepSettings
+from sweep.engine.settings import SweepSettings
 
 
 def deadline(s: SweepSettings) -> float | None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -21,85 +20,24 @@ from rltrain.config import (
     ConfigError,
     compose_config,
     group_names,
-    mask_url,
     user_conf_dir,
 )
-from sweep.cli import command_line
-from sweep.space import parse
+from sweep.commands import Command
+from sweep.engine.preflight import check_tracking
+from sweep.engine.shell import command_line
+from sweep.engine.space import parse
+from sweep.engine.winner import Winner, named_by
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
-@dataclass
-class BestTrial:
-    """The best finished trial of a study and how to train it again."""
-
-    study: str
-    trial: int
-    value: float
-    run_id: str
-    params: dict[str, Any]
-    overrides: list[str]
-    recheck: dict[str, Any] | None = None  # the recheck's statistics, when it picked it
-
-    @property
-    def command(self) -> str:
-        return command_line("train", self.overrides)
-
-
-def load_existing_study(sweep_args: list[str]) -> Any:
-    """Load the study ``sweep.*``, ``env=`` and ``search=`` name, without creating anything;
-    ConfigError if absent."""
-    import optuna
-
-    from sweep.settings import plan, study_keys
-    from sweep.storage import check_storage, open_storage
-
-    p = plan(study_keys(sweep_args))
-    name = p.settings.study_name
-    where = mask_url(p.storage)
-    if "://" not in p.storage and not Path(p.storage).exists():
-        raise ConfigError(f"sweep.study_name={name}: no study at {where}")
-    check_storage(p)  # an unreachable database: one line, not a traceback
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return optuna.load_study(study_name=name, storage=open_storage(p))
-    except KeyError as err:
-        raise ConfigError(f"sweep.study_name={name}: no such study in {where}") from err
-
-
-def winner(study: Any) -> BestTrial | None:
-    """The study's winner: the recheck's (sweep/leaders.py) while it stands, else the best
-    COMPLETE trial; None if no trial completed. The one definition: ``best``, ``reproduce
-    best``, ``studies`` and ``sweep.api`` use it."""
-    from sweep.leaders import stored_winner
-    from sweep.report import retrain_overrides
-
-    rechecked = stored_winner(study)
-    try:
-        best = study.trials[rechecked["trial"]] if rechecked else study.best_trial
-    except ValueError:
-        return None
-    return BestTrial(study=study.study_name, trial=best.number, value=float(best.value),
-                     run_id=str(best.user_attrs.get("run_id", "")), params=dict(best.params),
-                     overrides=retrain_overrides(best), recheck=rechecked)
-
-
-def best_trial(sweep_args: list[str]) -> BestTrial:
-    """The winner (:func:`winner`) of the study the line names; ConfigError if it has none."""
-    study = load_existing_study(sweep_args)
-    found = winner(study)
-    if found is None:
-        raise ConfigError(f"sweep.study_name={study.study_name}: no completed trial yet")
-    return found
-
-
 def check_export_name(name: str) -> None:
+    """An experiment file's name: letters, digits, '-' and '_' (ConfigError otherwise)."""
     if not _NAME.fullmatch(name):
         raise ConfigError(f"export={name}: use letters, digits, '-' and '_'")
 
 
-def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
+def export(best: Winner, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Path:
     """Write ``experiment/NAME.yaml`` (``@package _global_``) from the trial's overrides, in
     the ``--config-dir`` folder when one is given, else in conf/.
 
@@ -133,22 +71,13 @@ def export(best: BestTrial, name: str, conf_dir: Path = DEFAULT_CONF_DIR) -> Pat
     return path
 
 
-def cmd_best(args: list[str]) -> int:
-    as_json = "--json" in args
-    args = [a for a in args if a != "--json"]
-    exports = [a.split("=", 1)[1] for a in args if a.startswith("export=")]
-    from sweep.settings import study_keys
-
-    named = study_keys(args)
-    unknown = [a for a in args if a not in named and not a.startswith("export=")]
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: best takes sweep.KEY=VALUE, env=GROUP, search=NAME, "
-                          "export=NAME and --json")
-    for name in exports:
-        check_export_name(name)
-    best = best_trial(named)
-    path = export(best, exports[-1]) if exports else None
-    if as_json:
+def run(cmd: Command) -> int:
+    """Print the study's winner and how to train it again (``--json``: one JSON object);
+    ``export=NAME``: also as an experiment file."""
+    check_tracking(cmd.tracking_uri)
+    best = named_by(cmd.overrides)
+    path = export(best, cmd.export) if cmd.export else None
+    if cmd.as_json:
         print(json.dumps({**asdict(best), "command": best.command,
                           "experiment": str(path) if path else None}))
         return 0

@@ -1,4 +1,4 @@
-"""What a worker imports before it is forked (sweep/processes.py): the modules whose import
+"""What a worker imports before it is forked (sweep/engine/processes.py): the modules whose import
 costs seconds, imported and never run. TensorFlow comes after rltrain.compat, which sets
 its environment (tf-keras, quiet banners); ``compat.load()`` (thread pools, keras-rl2's
 graph mode) is left to each worker."""
@@ -13,5 +13,5 @@ import mlflow.store.tracking.sqlalchemy_store  # noqa: E402, F401
 import optuna  # noqa: E402, F401
 
 import rltrain.run  # noqa: E402, F401  (MLflow, matplotlib)
-import sweep.trial  # noqa: E402, F401
-import sweep.workers  # noqa: E402, F401
+import sweep.engine.trial  # noqa: E402, F401
+import sweep.engine.workers  # noqa: E402, F401

@@ -1,13 +1,10 @@
-"""What the recheck found and who won it: its stored results, the leaders and the winner.
+"""What the recheck found: its stored results and the leaders (who won it:
+sweep/engine/winner.py).
 
 Each recheck task's result is a study user attr of its own, ``recheck:<trial>:<seed>``, so
 invocations rechecking at once never overwrite each other's results (studies made before
 kept them all in one attr, ``recheck``: still read). Only results on the fresh seeds of the
-current ``sweep.seed``/``sweep.recheck_seeds`` count. The winner is the leader whose
-delivered agents solve the env on the largest fraction of those seeds, ties broken by the
-objective on them. It is stored (``recheck_winner``) with the leaders, seeds and budget it
-was chosen for, and no longer stands once the leaders, seeds or budget have changed and
-the recheck has not been completed for them. No MLflow, no TensorFlow.
+current ``sweep.seed``/``sweep.recheck_seeds`` count. No MLflow, no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,11 +15,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import objective, seeds, stats
-from sweep.settings import Plan
+from sweep.engine import seeds
+from sweep.engine.settings import Plan
 
 KEY = "recheck"  # study user attrs "recheck:<trial>:<seed>": one task's result
-WINNER = "recheck_winner"  # study user attr: the winner and its fresh-seed statistics
 RESULT_FIELDS = ("run_id", "score", "test", "final_test")
 
 
@@ -98,59 +94,3 @@ def threshold_of(plan: Plan) -> float:
     from rltrain.config import compose_config, reward_threshold
 
     return reward_threshold(compose_config(plan.fixed).env)
-
-
-def winner(study: optuna.Study, plan: Plan) -> Leader | None:
-    """The recheck's winner once every leader has all its seeds, else None: the largest
-    fraction of seeds solved, then the best objective on them."""
-    if plan.settings.recheck_top_k < 1 or missing(study, plan):
-        return None
-    found = leaders(study, plan)
-    if not found:
-        return None
-    threshold = threshold_of(plan)
-    sign = 1 if plan.settings.direction == "maximize" else -1
-
-    def rank(lead: Leader) -> tuple[float, float]:
-        value = objective.aggregate(lead.scores, plan.settings.aggregate)
-        return lead.solved_fraction(threshold), sign * value
-
-    return max(found, key=rank)
-
-
-def record_winner(study: optuna.Study, plan: Plan, best: Leader, found: list[Leader],
-                  threshold: float) -> None:
-    """Store the winner with what it was chosen among: leaders, seeds, budget."""
-    test = stats.summarize(best.tests, threshold)
-    study.set_user_attr(WINNER, {
-        "trial": best.trial.number, "seeds": sorted(best.results), "tests": best.tests,
-        "scores": best.scores, "solved": best.solved(threshold),
-        "solved_fraction": best.solved_fraction(threshold), "threshold": threshold,
-        "mean": test.mean, "ci95": list(test.mean_ci),
-        "score": objective.aggregate(best.scores, plan.settings.aggregate),
-        "leaders": [lead.trial.number for lead in found], "n_trials": plan.settings.n_trials})
-
-
-def stored_winner(study: optuna.Study) -> dict[str, Any] | None:
-    """The stored winner while it stands: None when there is none, or when the leaders it
-    was chosen among are no longer the study's best trials (their recheck is not done)."""
-    record = study.user_attrs.get(WINNER)
-    if not record:
-        return None
-    chosen_among = record.get("leaders")  # absent in studies from before: trusted
-    if chosen_among is not None and chosen_among != [
-            t.number for t in top_trials(study, len(chosen_among))]:
-        return None
-    return record
-
-
-def forget_stale_winner(study: optuna.Study, plan: Plan) -> None:
-    """Drop the stored winner when this invocation's budget or fresh seeds are not the ones
-    it was chosen for: until the recheck completes for them, the best objective stands."""
-    record = study.user_attrs.get(WINNER)
-    if not record:
-        return
-    if record.get("n_trials", plan.settings.n_trials) != plan.settings.n_trials \
-            or sorted(record.get("seeds", [])) != sorted(fresh_seeds(plan)) \
-            or stored_winner(study) is None:
-        study.set_user_attr(WINNER, None)

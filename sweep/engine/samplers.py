@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 
-from sweep.settings import Plan, SweepSettings
+from sweep.engine.settings import Plan, SweepSettings
 
 
 def sampler_seed(s: SweepSettings, number: int) -> int:

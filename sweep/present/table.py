@@ -1,4 +1,4 @@
-"""A study's trials as one table: ``trials.csv`` (written by sweep/report.py) and
+"""A study's trials as one table: ``trials.csv`` (written by sweep/present/report.py) and
 ``api.Study.trials`` (a pandas DataFrame) have the same columns, documented in COLUMNS
 (and in docs/runs.md's table, which a test keeps equal to it).
 
@@ -43,7 +43,7 @@ PARAMS = "params_"  # params_agent.lr ...: the sampled value of each searched ke
 
 def recheck_results(study: optuna.Study) -> dict[int, dict[int, dict[str, Any]]]:
     """``{trial: {seed: {"run_id", "score", "test", "final_test"}}}`` of the recheck."""
-    from sweep.leaders import stored_results
+    from sweep.engine.leaders import stored_results
 
     out: dict[int, dict[int, dict[str, Any]]] = {}
     for (trial, seed), result in stored_results(study).items():

@@ -1,10 +1,10 @@
 """The recheck: once the trial budget is spent, the leaders retrain on fresh seeds.
 
 The ``sweep.recheck_top_k`` best trials each train their config on the same
-``sweep.recheck_seeds`` fresh seeds (``sweep.seeds.recheck_seeds``: no trial and no
+``sweep.recheck_seeds`` fresh seeds (``sweep.engine.seeds.recheck_seeds``: no trial and no
 ``evaluate`` uses them), one seed per task, spread over ``sweep.n_jobs`` worker processes.
 Each finished task is stored at once in the study (a study user attr of its own: see
-sweep/leaders.py), so a killed recheck resumes with what is missing, and two invocations
+sweep/engine/leaders.py), so a killed recheck resumes with what is missing, and two invocations
 rechecking at once keep each other's results. The winner is the leader whose delivered
 agents solve the env on the largest fraction of the fresh seeds, ties broken by the
 objective on those seeds; ``best``, ``reproduce best``, ``evaluate best`` and ``export``
@@ -28,17 +28,17 @@ import optuna
 from rltrain.folders import new_folder
 from rltrain.secrets import mask_url, masked_entry
 from rltrain.tracking import Tracker, tracked_run
-from sweep import objective, processes, stats
-from sweep.leaders import Leader, leaders, missing, record_winner, store, threshold_of, winner
-from sweep.runs import end_orphans
-from sweep.settings import Plan
+from sweep.engine import objective, processes, stats, winner
+from sweep.engine.leaders import Leader, leaders, missing, store, threshold_of
+from sweep.engine.runs import end_orphans
+from sweep.engine.settings import Plan
 
 
 def real_overrides(plan: Plan, lead: Leader) -> list[str]:
     """The leader's config as this invocation's overrides and the trial's sampled values. Not
     the trial's stored ``overrides``: those are masked (a password in ``tracking.uri`` is
     ``***`` there), and the recheck's runs go where this invocation's parent run is."""
-    from sweep.trial import trial_overrides
+    from sweep.engine.trial import trial_overrides
 
     params = lead.trial.params  # the study's space is this invocation's (study.check_same)
     return trial_overrides(plan, {k: params[k] for k in plan.space.dimensions if k in params})
@@ -60,7 +60,7 @@ def _task(plan: Plan, number: int, overrides: list[str], seed: int,
           run_id: str) -> dict[str, Any]:
     """Worker process: train one leader's config on one fresh seed, under its recheck run."""
     from rltrain.run import tracked_train
-    from sweep.trial import Guard, seed_config
+    from sweep.engine.trial import Guard, seed_config
 
     folder = new_folder(plan.folder / f"recheck-{number:03d}-{seed}")  # one per invocation
     cfg = seed_config(overrides, seed, folder, f"recheck-trial-{number:03d}-seed-{seed}")
@@ -137,7 +137,7 @@ def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:
     if not found or missing(study, plan):
         return
     threshold = threshold_of(plan)
-    best = winner(study, plan)
+    best = winner.choose(study, plan)
     print(f"\nrecheck on {plan.settings.recheck_seeds} fresh seeds "
           f"(delivered agent's test; solved: >= {threshold:g}):")
     for lead in found:
@@ -147,9 +147,9 @@ def _report(plan: Plan, study: optuna.Study, parent: Tracker) -> None:
               f"recheck {objective.aggregate(lead.scores, plan.settings.aggregate):6.1f}  "
               f"test {test.line()}{mark}")
     if best is not None:
-        record_winner(study, plan, best, found, threshold)
-        parent.set_tags({"recheck_winner": best.trial.number,
-                         "recheck_winner_run_id": best.trial.user_attrs.get("run_id", "")})
+        winner.record(study, plan, best, found, threshold)
+        parent.set_tags({winner.KEY: best.trial.number,
+                         f"{winner.KEY}_run_id": best.trial.user_attrs.get("run_id", "")})
         parent.log_metric("recheck/winner_solved", best.solved(threshold), 0)
         parent.log_metric("recheck/winner_solved_fraction", best.solved_fraction(threshold), 0)
     from rltrain.plots import leaders_plot

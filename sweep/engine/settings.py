@@ -36,8 +36,8 @@ from rltrain.config import (
 )
 from rltrain.secrets import mask_login
 from rltrain.urls import STORAGE_SCHEMES, TRACKING_SCHEMES, check_url
-from sweep import enqueue, objective, seeds
-from sweep import space as space_
+from sweep.engine import enqueue, objective, seeds
+from sweep.engine import space as space_
 
 SAMPLERS = {"tpe": None, "random": None, "cmaes": "cmaes", "gp": "torch"}  # name -> needs
 PRUNERS = ("median", "hyperband", "threshold", "wilcoxon", "none")

@@ -24,12 +24,12 @@ from optuna.trial import Trial, TrialState
 
 from rltrain.retry import ServerUnavailable
 from rltrain.secrets import masked_entry
-from sweep import processes
-from sweep.runs import end_parent_run, end_stale
-from sweep.samplers import make_pruner, make_sampler, sampler_seed
-from sweep.settings import Plan
-from sweep.stops import reason
-from sweep.storage import (
+from sweep.engine import processes
+from sweep.engine.runs import end_parent_run, end_stale
+from sweep.engine.samplers import make_pruner, make_sampler, sampler_seed
+from sweep.engine.settings import Plan
+from sweep.engine.stops import reason
+from sweep.engine.storage import (
     Heartbeat,
     claim_lock,
     fail_stale_trials,
@@ -38,7 +38,7 @@ from sweep.storage import (
     process_identity,
     same_process,
 )
-from sweep.trial import Context, run_trial
+from sweep.engine.trial import Context, run_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (*FINISHED, TrialState.RUNNING)  # what counts against sweep.n_trials
@@ -149,7 +149,7 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
     """Under the claim lock: fail the trials of dead workers, then a new (or retried) trial,
     WAIT while the budget is taken only by trials running elsewhere (database storage), or
     None when the budget is spent, too many trials failed, or sweep.timeout or
-    sweep.stop_at says stop (sweep/stops.py)."""
+    sweep.stop_at says stop (sweep/engine/stops.py)."""
     s = job.plan.settings
     trial: Trial | str | None = None
     with claim_lock(storage, job.plan, fallback=job.lock):  # no lock a dead worker keeps
@@ -176,7 +176,7 @@ def claim(study: optuna.Study, storage: Any, job: Job, worker: int) -> Trial | s
 
 
 def run_workers(job: Job, n_workers: int) -> list[str]:
-    """``n_workers`` worker processes (sweep/processes.py), or this process for one.
+    """``n_workers`` worker processes (sweep/engine/processes.py), or this process for one.
     Returns a line per worker that crashed."""
     if n_workers == 1:
         work(job, 0)

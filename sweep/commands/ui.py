@@ -10,7 +10,6 @@ parent run (tag ``sweep.role=parent``, newest start). Ctrl-C stops the server.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -24,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rltrain.config import ConfigError, compose_config, mask_url
+from sweep.commands import Command
+from sweep.engine.preflight import check_tracking
 
-DEFAULT_PORT = 5000
 LOCAL_STORE = "sqlite:///mlflow.db"  # MLflow's own default, relative to the working directory
 
 
@@ -141,29 +141,16 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def parse(args: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m sweep ui", description="Serve the runs in MLflow's UI (Model training "
-        "view) and print the link to the latest sweep.")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port of the local UI (default {DEFAULT_PORT})")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="tracking.uri=..., tracking.experiment=... or env=NAME (its "
-                        "experiment first); others are ignored")
-    return parser.parse_args(args)
-
-
-def cmd_ui(args: list[str]) -> int:
+def run(cmd: Command) -> int:
     """Start ``mlflow ui`` on the local store (or, for a tracking server, just print the
     links); print the links; serve until Ctrl-C."""
     from rltrain.links import ui_base
 
-    options = parse(args)
-    ignored = [o for o in options.overrides
-               if not o.lstrip("+~").startswith(("tracking.", "env="))]
+    check_tracking(cmd.tracking_uri)
+    ignored = [o for o in cmd.overrides if not o.lstrip("+~").startswith(("tracking.", "env="))]
     if ignored:
         print(f"note: ui ignores {' '.join(mask_url(o) for o in ignored)}", file=sys.stderr)
-    cfg = compose_config([o for o in options.overrides if o not in ignored])
+    cfg = compose_config([o for o in cmd.overrides if o not in ignored])
     uri, experiment = cfg.tracking.uri, cfg.tracking.experiment
     if uri.startswith(("http://", "https://")):
         from rltrain.tracking import check_server
@@ -172,11 +159,11 @@ def cmd_ui(args: list[str]) -> int:
         print("\n".join(links(uri, ui_base(uri), experiment)), flush=True)
         return 0
     store = uri or LOCAL_STORE
-    if not port_free(options.port):
-        raise ConfigError(f"--port {options.port}: in use on 127.0.0.1; pass another port")
-    base = ui_base(store, f"http://127.0.0.1:{options.port}")
+    if not port_free(cmd.port):
+        raise ConfigError(f"--port {cmd.port}: in use on 127.0.0.1; pass another port")
+    base = ui_base(store, f"http://127.0.0.1:{cmd.port}")
     log = Path(tempfile.gettempdir()) / f"sweep-ui-{os.getpid()}.log"
-    proc = start_server(store, options.port, log)
+    proc = start_server(store, cmd.port, log)
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated ui stops its server too
     # Ctrl-C too, even when started with SIGINT ignored (a background job of a script)
     signal.signal(signal.SIGINT, _interrupt)

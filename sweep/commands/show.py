@@ -22,6 +22,7 @@ from rltrain.config import (
     to_yaml,
     validate,
 )
+from sweep.commands import Command
 
 
 def job_config(overrides: list[str]) -> str:
@@ -34,7 +35,7 @@ def job_config(overrides: list[str]) -> str:
 def sweep_config(overrides: list[str]) -> str:
     """``multirun --cfg job``: the checked sweep settings, the search space and the overrides
     every trial gets, as YAML, masked."""
-    from sweep.settings import plan
+    from sweep.engine.settings import plan
 
     p = plan(overrides)
     settings = asdict(p.settings)
@@ -51,7 +52,7 @@ def groups(conf_dir: Path = DEFAULT_CONF_DIR) -> dict[str, list[str]]:
 
 def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
     """``--info``: config groups (``groups``), search spaces (``searches``) or both."""
-    from sweep.settings import SETTINGS_GROUPS
+    from sweep.engine.settings import SETTINGS_GROUPS
 
     lines: list[str] = []
     found = groups(conf_dir)
@@ -75,3 +76,14 @@ def info(what: str, conf_dir: Path = DEFAULT_CONF_DIR) -> str:
             for key, value in entries.items():  # type: ignore[union-attr]
                 lines.append(f"    {key}: {value}")
     return mask_url("\n".join(lines))
+
+
+def run(cmd: Command) -> int:
+    """``--info``: the config groups and search spaces; ``--cfg job``: the composed config
+    (``train``) or the sweep's settings and space (``multirun``, ``worker``)."""
+    if cmd.info:
+        print(info(cmd.info))
+    else:
+        print(job_config(cmd.overrides) if cmd.name == "train"
+              else sweep_config(cmd.overrides), end="")
+    return 0

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from rltrain.config import ConfigError
 from rltrain.tracking import RunNotFound, stored_run
-from sweep.reproduce import parse, resolve
+from sweep.commands import Command
+from sweep.engine.preflight import check_tracking
+from sweep.engine.recorded import resolve
 
 
-def cmd_register(args: list[str]) -> int:
+def run(cmd: Command) -> int:
     """Register a run's agent; print the version and how to load or watch it."""
     from rltrain.registry import register_run
 
-    request = parse(args, ("name",), "register")
-    run_id, here = resolve(request)
+    check_tracking(cmd.tracking_uri)
+    run_id, here = resolve(cmd.target, cmd.overrides)
     uri = here.tracking.uri
     try:
-        run = stored_run(uri, run_id)
-        name = request.options.get("name") or run.tags.get("sweep.study") or run.experiment
+        found = stored_run(uri, run_id)
+        name = cmd.model_name or found.tags.get("sweep.study") or found.experiment
         version = register_run(uri, run_id, name)
     except RunNotFound as err:
         raise ConfigError(str(err)) from err

@@ -20,10 +20,9 @@ from tqdm import tqdm
 from rltrain.config import ConfigError, compose_config, mask_url, to_yaml
 from rltrain.links import link_line
 from rltrain.tracking import Tracker
-from sweep.cli import command_line
-from sweep.leaders import stored_winner
-from sweep.plots_html import save_html_plots
-from sweep.settings import Plan
+from sweep.engine import winner
+from sweep.engine.settings import Plan
+from sweep.present.plots_html import save_html_plots
 
 TOP = 5
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate",
@@ -103,7 +102,7 @@ class Monitor:
     def refresh(self) -> None:
         assert self._study is not None
         trials = self._study.get_trials(deepcopy=False)
-        best = best_trial(trials, self.plan.settings.direction)
+        best = best_so_far(trials, self.plan.settings.direction)
         for t in trials:
             if t.state.is_finished() and t.number not in self._seen:
                 self._seen.add(t.number)
@@ -118,21 +117,13 @@ class Monitor:
         self.bar.refresh()
 
 
-def best_trial(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
+def best_so_far(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
+    """The best COMPLETE trial by objective so far, for the status bar."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         return None
     pick = max if direction == "maximize" else min
     return pick(done, key=lambda t: t.value)
-
-
-def chosen(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
-    """The winner's trial (sweep/best.py's ``winner``: the recheck's when it is done, else
-    the best objective)."""
-    from sweep.best import winner
-
-    found = winner(study)
-    return None if found is None else study.trials[found.trial]
 
 
 def trial_line(t: FrozenTrial, best: FrozenTrial | None) -> str:
@@ -166,32 +157,19 @@ def top_table(study: optuna.Study, plan: Plan, k: int = TOP) -> str:
                      for row in rows)
 
 
-def retrain_overrides(trial: FrozenTrial) -> list[str]:
-    """The overrides that train this trial's config again, on its first seed."""
-    overrides = list(trial.user_attrs.get("overrides", []))
-    if trial.user_attrs.get("seeds") and not any(o.startswith("seed=") for o in overrides):
-        overrides.append(f"seed={trial.user_attrs['seeds'][0]}")
-    return overrides
-
-
-def train_command(trial: FrozenTrial) -> str:
-    """The exact command that trains this trial's config again (its first seed)."""
-    return command_line("train", retrain_overrides(trial))
-
-
 def summary(study: optuna.Study, plan: Plan) -> FrozenTrial | None:
     """Print the top trials and how to train the best again; return the best trial."""
     s = plan.settings
-    best = chosen(study, plan)
+    best = winner.trial_of(study)
     print(f"\nstudy {s.study_name}: {_counts(study.trials)} (objective: {s.metric}, "
           f"{s.direction})")
     if best is None:
         print("no trial completed")
         return None
     print(f"top trials:\n{top_table(study, plan)}")
-    how = "the recheck's winner" if stored_winner(study) else "the best objective"
+    how = "the recheck's winner" if winner.standing(study) else "the best objective"
     print(f"\nbest ({how}): trial {best.number}, objective = {best.value:.2f}")
-    print(f"train it again:\n  {train_command(best)}")
+    print(f"train it again:\n  {winner.train_command(best)}")
     print(f"files: {plan.folder}/ (best_config.yaml, top_trials.txt, trials.csv, plots/)")
     return best
 
@@ -219,8 +197,9 @@ def finish(parent: Tracker, study: optuna.Study, plan: Plan) -> None:
     if best is not None:
         parent.log_metric(f"best/{plan.settings.metric}", float(best.value), best.number)
         parent.log_params({f"best.{k}": v for k, v in best.params.items()})
-        parent.set_tags({"best_trial": best.number, "best_run_id":
-                         best.user_attrs.get("run_id", ""), "best_command": train_command(best)})
+        parent.set_tags({"best_trial": best.number,
+                         "best_run_id": best.user_attrs.get("run_id", ""),
+                         "best_command": winner.train_command(best)})
         _best_config(best, folder / "best_config.yaml", parent)
     for path in save_plots(study, folder / "plots", plan.settings.metric):
         parent.log_artifact(path, "plots")
@@ -233,22 +212,22 @@ def finish(parent: Tracker, study: optuna.Study, plan: Plan) -> None:
 
 def _best_config(best: FrozenTrial, path: Path, parent: Tracker) -> None:
     try:
-        cfg = compose_config(retrain_overrides(best))
+        cfg = compose_config(winner.retrain_overrides(best))
     except ConfigError as err:  # the config files changed since the trial ran
         print(f"warning: best config not written: {err}", file=sys.stderr)
         return
-    path.write_text(f"# {train_command(best)}\n{to_yaml(cfg)}")
+    path.write_text(f"# {winner.train_command(best)}\n{to_yaml(cfg)}")
     parent.log_artifact(path)
 
 
 def _trials_csv(study: optuna.Study, path: Path, parent: Tracker) -> None:
-    """``trials.csv``: the columns of sweep/table.py (docs/runs.md's table), a row per trial."""
-    from sweep.best import winner
-    from sweep.table import trials_frame
+    """``trials.csv``: the columns of sweep/present/table.py (docs/runs.md's table), a row
+    per trial."""
+    from sweep.present.table import trials_frame
 
     try:
-        best = winner(study)
-        frame = trials_frame(study, best.trial if best else None)
+        best = winner.trial_of(study)
+        frame = trials_frame(study, best.number if best else None)
     except Exception as err:  # pandas missing, or nothing to tabulate
         print(f"warning: trials.csv not written: {err}", file=sys.stderr)
         return

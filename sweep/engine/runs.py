@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 
 from rltrain.config import mask_url
 from rltrain.tracking import RunNotFound, find_runs, stored_run, tracker_for
-from sweep.settings import Plan
-from sweep.storage import Stale, same_process
+from sweep.engine.settings import Plan
+from sweep.engine.storage import Stale, same_process
 
 
 def tag_trial_runs(plan: Plan, number: int, state: str, invocation: str, end: bool = False,

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from sweep.engine.objective import iqm
 
@@ -46,6 +45,8 @@ class Summary:
         """Student's t 95% interval of the mean (a point when all values are equal)."""
         if self.n < 2 or self.std == 0:
             return self.mean, self.mean
+        from scipy import stats as sps  # ~1 s of import: only where an interval is drawn
+
         half = sps.t.ppf(0.975, self.n - 1) * self.std / math.sqrt(self.n)
         return self.mean - half, self.mean + half
 
@@ -58,6 +59,8 @@ class Summary:
         x = np.asarray(self.values, dtype=float)
         if self.n < 3 or np.all(x == x[0]):
             return self.iqm, self.iqm
+        from scipy import stats as sps
+
         with warnings.catch_warnings():  # many equal values (500s): BCa degenerates, says so
             warnings.simplefilter("ignore")
             res = sps.bootstrap((x,), lambda a, axis: np.apply_along_axis(iqm, axis, a),

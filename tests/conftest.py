@@ -13,6 +13,7 @@ import tempfile
 import threading
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -34,14 +35,23 @@ TINY = [
 ]
 
 
-@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test``'s workers take whole files, so a file's module fixtures run once; each
+    README/docs page is a unit of its own. (pytest-xdist 3.8's ``--dist loadgroup`` renames
+    node ids through an attribute pytest 9 no longer reads: its groups do not form.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if "test_readme.py::test_every_command" in nodeid:
+                return nodeid  # one page
+            return nodeid.split("::", 1)[0]
+
+    return ByFile(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With ``--dist loadgroup`` (make test) a file's tests share a worker, so its module
-    fixtures run once, unless a test names its own group: each README/docs page runs as a
-    group of its own, and those, the longest, are handed out first."""
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    """The README/docs pages, the longest units, are handed out first."""
     items.sort(key=lambda item: item.module.__name__ != "tests.test_readme")  # stable
 
 

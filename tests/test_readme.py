@@ -184,8 +184,7 @@ def test_some_page_sweeps() -> None:
     assert any("python -m sweep multirun" in c for c in all_commands()), "no commands found"
 
 
-@pytest.mark.parametrize("page", [pytest.param(page, id=page.name, marks=pytest.mark.xdist_group(
-    f"docs-{page.name}")) for page in DOCS])
+@pytest.mark.parametrize("page", DOCS, ids=[page.name for page in DOCS])  # a unit each (conftest)
 def test_every_command_of_a_page_runs_as_written(page: Path, tmp_path: Path) -> None:
     """A page's commands, in order, in a fresh checkout: each page stands on its own."""
     found = [c for block in bash_blocks(page) for c in commands(block)]

@@ -47,6 +47,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                 return nodeid  # one page
             return nodeid.split("::", 1)[0]
 
+    config.option.loadscopereorder = False  # in collection order: the pages first (below)
     return ByFile(config, log)
 
 

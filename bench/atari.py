@@ -55,7 +55,7 @@ def learner(impl: str, args: argparse.Namespace, folder: Path) -> Any:
 def chunk(made: Any) -> tuple[int, float]:
     """Train to the next pause; (steps, seconds)."""
     steps, seconds = int(made.agent.step), made.result.train_seconds
-    made.advance()
+    made.resume()  # Atari: a conv model, never stacked (nothing deferred)
     return int(made.agent.step) - steps, made.result.train_seconds - seconds
 
 

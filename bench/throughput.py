@@ -1,10 +1,13 @@
 """Training-loop throughput of the tutorial config, measured side by side in one process.
 
-    python bench/throughput.py [--steps 5000] [--impls keras-rl fast] [--mlflow]
+    python bench/throughput.py [--steps 5000] [--impls keras-rl fast fast:4] [--mlflow]
 
 Prints env steps per second for each implementation (same steps, same seed) and the
-ratios against the first one. With ``--mlflow`` it also times a tracked run against an
-untracked one of the same implementation, to show what MLflow logging costs.
+ratios against the first one. ``fast:K`` trains K seeds side by side as a trial does (one
+stacked session call per step for all K: ``rltrain.stacked``) and counts every seed's
+steps; ``fast-own`` is the fast agent without the stack (its own graph, one call per step).
+With ``--mlflow`` it also times a tracked run against an untracked one of the same
+implementation, to show what MLflow logging costs.
 Rounds alternate between implementations so a noisy machine hurts them alike.
 """
 
@@ -22,17 +25,30 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "src")]
 from rltrain.config import compose_config  # noqa: E402
 
 
-def config(impl: str, steps: int, extra: list[str]):
+def config(impl: str, steps: int, extra: list[str], seed: int = 0):
     return compose_config([f"agent.impl={impl}", f"train.nb_steps={steps}",
                            "train.progress=false", "train.eval_interval=0",
-                           "train.test_episodes=0", "train.checkpoint_interval=0", *extra])
+                           "train.test_episodes=0", "train.checkpoint_interval=0",
+                           f"seed={seed}", *extra])
 
 
-def steps_per_second(impl: str, steps: int, folder: Path, extra: list[str]) -> float:
-    from rltrain.train import train
+def steps_per_second(name: str, steps: int, folder: Path, extra: list[str]) -> float:
+    """Env steps per second of ``name`` (``keras-rl``, ``fast``, ``fast-own``, ``fast:K``),
+    over all its seeds' steps, from the first step to the last (building excluded)."""
+    from rltrain.train import Learner, train_together
 
-    result = train(config(impl, steps, extra), folder)
-    return result.steps_per_second
+    impl, _, k = name.partition(":")
+    own = impl == "fast-own"
+    impl = "fast" if own else impl
+    learners = [Learner(config(impl, steps, extra, seed), folder / str(seed))
+                for seed in range(int(k or 1))]
+    try:
+        start = time.perf_counter()
+        results = train_together(learners, stacked=not own)
+        return sum(r.nb_steps for r in results) / (time.perf_counter() - start)
+    finally:
+        for learner in learners:
+            learner.close()
 
 
 def tracked_seconds(impl: str, steps: int, store: Path, run: int, tracked: bool) -> float:

@@ -19,6 +19,12 @@ from rltrain.fast import FastDQNAgent, FastSequentialMemory, Streams  # noqa: E4
 from rltrain.train import train  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def fresh_graph() -> None:
+    """Each test's agents in a new default graph: a graph that grows slows every build."""
+    compat.load().backend.clear_session()
+
+
 def fill(memories: list, n: int, seed: int, episode_len: tuple[int, int] = (3, 12)) -> None:
     """Append the same random episodes (4-d observations) to every memory."""
     rng = np.random.default_rng(seed)

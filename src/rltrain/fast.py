@@ -20,7 +20,8 @@ state (keras-rl2 treats truncation as a terminal, a known DQN bias).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from rl.util import clone_model
 
 from rltrain import compat
 from rltrain.config import SAMPLING
+from rltrain.loop import DEFERRED
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": lambda x: x,
@@ -239,6 +241,10 @@ class FastDQNAgent(DQNAgent):
         self.bootstrap_on_truncation = bootstrap_on_truncation
         self._memory_records_truncation = isinstance(self.memory, FastSequentialMemory)
         self._nb_metrics = 3 + len(self.policy.metrics_names)
+        self._stacked = False  # trained by a StackedTrainer (rltrain.stacked) when attached
+        self._model_stale = False  # the numpy weights are newer than the Keras model's
+        self.pending_batch: np.ndarray | None = None
+        self.pending_hard = False
 
     # -- graph construction -------------------------------------------------------------
     def compile(self, optimizer: Any, metrics: list[Any] | None = None) -> None:
@@ -255,7 +261,9 @@ class FastDQNAgent(DQNAgent):
         online_vars = [v for layer in self._dense for v in (layer.kernel, layer.bias)]
 
         state_shape = tuple(self.model.input.shape[1:])
-        width = int(np.prod(state_shape))
+        width = self.state_width = int(np.prod(state_shape))
+        self.optimizer_config = {k: v for k, v in optimizer.get_config().items()
+                                 if isinstance(v, str | int | float | bool)}
         # One packed feed per train call: gradient_steps batches of rows
         # [state0 | state1 | action | reward | not_terminal1], one step per batch, in order.
         self._batch = tf.compat.v1.placeholder(tf.float32, (None, 2 * width + 3), name="batch")
@@ -280,7 +288,7 @@ class FastDQNAgent(DQNAgent):
         session = tf.compat.v1.keras.backend.get_session()
         session.run(tf.compat.v1.variables_initializer(optimizer.variables()))
         self._train_step = compat.session_callable(session, self._out, self._batch)
-        self._session = session
+        self._session, self._graph = session, session.graph
         bounds = np.cumsum([0, *(int(np.prod(v.shape)) for v in online_vars)])
         self._slices = [(slice(3 + lo, 3 + hi), tuple(v.shape))
                         for lo, hi, v in zip(bounds[:-1], bounds[1:], online_vars, strict=True)]
@@ -356,10 +364,61 @@ class FastDQNAgent(DQNAgent):
     def sync_weights(self) -> None:
         """Refresh the numpy copy after the Keras model's weights were set from outside."""
         self._set_weights(self.model.get_weights() if self._dense else [])
+        self._model_stale = False
+
+    def current_weights(self) -> list[np.ndarray]:
+        """The online weights now, as ``model.get_weights()`` orders them (copies)."""
+        if not self._numpy_forward:
+            return self.model.get_weights()
+        return [np.array(w) for kernel, bias, _ in self._layers for w in (kernel, bias)]
+
+    @contextmanager
+    def _own_graph(self) -> Iterator[None]:
+        """This agent's graph and session as TensorFlow's defaults (a stacked agent's loop
+        runs outside them)."""
+        with self._graph.as_default(), self._session.as_default():
+            yield
+
+    def write_model_weights(self) -> None:
+        """Bring the Keras model up to the numpy weights a stacked trainer left."""
+        if self._model_stale:
+            with self._own_graph():
+                self.model.set_weights(self.current_weights())
+            self._model_stale = False
+
+    def save_weights(self, filepath: str, overwrite: bool = False) -> None:
+        self.write_model_weights()
+        with self._own_graph():
+            super().save_weights(filepath, overwrite=overwrite)
 
     def load_weights(self, filepath: str) -> None:
         super().load_weights(filepath)
         self.sync_weights()
+
+    # -- training in a stack ----------------------------------------------------------------
+    @property
+    def stacked(self) -> bool:
+        """Whether a ``StackedTrainer`` runs this agent's train steps."""
+        return self._stacked
+
+    def attach(self) -> None:
+        """From now on ``backward`` leaves its train step pending (it returns ``DEFERRED``)
+        for a ``StackedTrainer`` to run beside other agents' (``complete_step``)."""
+        self._stacked = True
+
+    def detach(self) -> None:
+        self._stacked = False
+        self.pending_batch, self.pending_hard = None, False
+
+    def complete_step(self, out: np.ndarray | None) -> list[float]:
+        """Take the stacked train step's output row (None: no train step was pending);
+        return the step's metrics, as ``backward`` does."""
+        self.pending_batch, self.pending_hard = None, False
+        if out is None:
+            return [np.nan] * self._nb_metrics
+        self._set_weights(self._unpack(out))
+        self._model_stale = True
+        return [out[0], out[1], out[2], *self.policy.metrics]
 
     def update_target_model_hard(self) -> None:
         self._session.run(self._hard_update)
@@ -398,6 +457,8 @@ class FastDQNAgent(DQNAgent):
         metrics = [np.nan] * self._nb_metrics
         if not self.training:
             return metrics
+        if self._stacked:
+            return self._defer()
         if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
             out = self._train_step(self._pack_batch())
             self._set_weights(self._unpack(out))
@@ -405,6 +466,17 @@ class FastDQNAgent(DQNAgent):
         if self.target_model_update >= 1 and self.step % self.target_model_update == 0:
             self.update_target_model_hard()
         return metrics
+
+    def _defer(self) -> Any:
+        """``backward``'s train step and hard target update, left for the stack: DEFERRED
+        when there is one, else the metrics of a step without training."""
+        if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
+            self.pending_batch = self._pack_batch()
+        self.pending_hard = (self.target_model_update >= 1
+                             and self.step % self.target_model_update == 0)
+        if self.pending_batch is None and not self.pending_hard:
+            return [np.nan] * self._nb_metrics
+        return DEFERRED
 
     def _pack_batch(self) -> np.ndarray:
         """Sample ``gradient_steps`` batches and pack them into the train step's one feed."""

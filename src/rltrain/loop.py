@@ -17,6 +17,17 @@ from typing import Any
 from rltrain.envs import RAW_REWARD
 
 
+class _Deferred:
+    """What an agent's ``backward`` returns when a stacked trainer runs its train step
+    (``rltrain.stacked``): the loop yields it and gets the step's metrics back."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = _Deferred()
+
+
 class StopTraining(Exception):
     """Raised by a callback to end training early (e.g. a pruned trial); ``fit`` returns."""
 
@@ -92,16 +103,17 @@ def fit(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
     steps = fit_steps(agent, env, nb_steps, callbacks, seed, evaluate, eval_interval)
     while True:
         try:
-            next(steps)
+            next(steps)  # evaluations only: an agent trained alone defers nothing
         except StopIteration as done:
             return done.value
 
 
 def fit_steps(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
               evaluate: Callable[[int], dict[str, Any]] | None = None,
-              eval_interval: int = 0) -> Generator[int, None, str]:
-    """``fit`` as a generator: yields the env step after each evaluation, returns why
-    training stopped early (or ""). ``throw(StopTraining(why))`` at a yield stops it
+              eval_interval: int = 0) -> Generator[Any, Any, str]:
+    """``fit`` as a generator: yields the env step after each evaluation (and ``DEFERRED``
+    when the agent's train step waits for a stacked trainer: send its metrics back),
+    returns why training stopped early (or ""). ``throw(StopTraining(why))`` at a yield stops it
     there, as a callback raising StopTraining would: agents trained side by side pause
     at their evaluations, and their trial may stop them all.
 
@@ -129,7 +141,7 @@ def fit_steps(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: i
 
 def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
          evaluate: Callable[[int], dict[str, Any]] | None,
-         eval_interval: int) -> Generator[int, None, None]:
+         eval_interval: int) -> Generator[Any, Any, None]:
     """The loop proper: keras-rl2's ``Agent.fit`` with Python int counters."""
     episode = 0
     next_eval = eval_interval
@@ -154,7 +166,7 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
         observation, reward, terminated, truncated, info = env.step(action)
         for hook in callbacks.action_end:
             hook(action, {})
-        metrics = backward(float(reward), terminated, truncated)
+        metrics = yield from _settled(backward(float(reward), terminated, truncated))
         reward = info.get(RAW_REWARD, reward)  # the game's score, when training clips it
         episode_reward += float(reward)
         logs = {"action": action, "observation": observation, "reward": reward,
@@ -165,7 +177,7 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
         agent.step += 1
         if terminated or truncated:
             agent.forward(observation)  # as keras-rl2: let the agent see the last state
-            agent.backward(0.0, terminal=False)
+            yield from _settled(agent.backward(0.0, terminal=False))
             callbacks.on_episode_end(episode, {
                 "episode_reward": episode_reward, "nb_episode_steps": episode_step,
                 "nb_steps": agent.step})
@@ -179,6 +191,14 @@ def _run(agent: Any, env: Any, nb_steps: int, callbacks: Callbacks, seed: int,
     if evaluate is not None and eval_interval and last_eval < agent.step:
         callbacks.on_evaluation_end(agent.step, evaluate(agent.step))
         yield agent.step
+
+
+def _settled(metrics: Any) -> Generator[Any, Any, Any]:
+    """A ``backward``'s metrics; ``DEFERRED`` is yielded first, and the stacked trainer
+    sends the metrics back."""
+    if metrics is DEFERRED:
+        metrics = yield DEFERRED
+    return metrics
 
 
 def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int,

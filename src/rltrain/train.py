@@ -5,6 +5,7 @@ Usable without MLflow or Optuna: they reach the loop as plain callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -107,6 +108,7 @@ class Learner:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self._global_streams = (random.getstate(), np.random.get_state())
+        self._own_streams = cfg.agent.impl == "fast"  # read once: omegaconf is slow per step
         self._best_weights: list[np.ndarray] | None = None
         own: list[Any] = [_Recorder(self.result), FileLogger(
             str(output_dir / "dqn_log.json"), interval=cfg.train.log_interval)]
@@ -123,7 +125,7 @@ class Learner:
     def scope(self) -> Iterator[None]:
         """This learner's graph and session as TensorFlow's defaults, and (stock agent)
         its state of the global random streams."""
-        own_streams = self.cfg.agent.impl == "fast"
+        own_streams = self._own_streams
         if not own_streams:
             random.setstate(self._global_streams[0])
             np.random.set_state(self._global_streams[1])
@@ -144,12 +146,14 @@ class Learner:
         if best is None or mean >= best[1]:
             self.result.best_evaluation = (step, mean)
             if self.cfg.train.keep_best:
-                self._best_weights = self.agent.model.get_weights()
+                self._best_weights = _weights(self.agent)
         return {"mean_reward": mean, "rewards": rewards}
 
-    def advance(self, stop: BaseException | None = None) -> str | None:
-        """Train up to the next evaluation (or throw ``stop`` in at the last one); None
-        while there is more to train, else why training ended early ("" if it did not)."""
+    def resume(self, reply: Any = None, stop: BaseException | None = None) -> Any:
+        """Train until the loop yields: ``DEFERRED`` (a train step waits for the stacked
+        trainer; ``reply`` brings its metrics back) or the step of an evaluation. ``stop``
+        is thrown in instead. At the end raises ``StopIteration`` with why training ended
+        early ("" if it did not)."""
         from rltrain.loop import fit_steps
 
         c = self.cfg
@@ -158,15 +162,12 @@ class Learner:
                                     seed=c.seed, evaluate=self._evaluate,
                                     eval_interval=c.train.eval_interval)
         start = time.perf_counter()
+        # A stacked agent's steps touch no graph (its saves enter their own): no scope, the
+        # hot path resumes once per step.
+        stacked = getattr(self.agent, "stacked", False)
         try:
-            with self.scope():
-                if stop is None:
-                    next(self._steps)
-                else:
-                    self._steps.throw(stop)
-            return None
-        except StopIteration as done:
-            return done.value
+            with contextlib.nullcontext() if stacked else self.scope():
+                return self._steps.send(reply) if stop is None else self._steps.throw(stop)
         finally:
             self.result.train_seconds += time.perf_counter() - start
 
@@ -176,6 +177,8 @@ class Learner:
         r.stopped, r.nb_steps = stopped, int(self.agent.step)
         r.weights_path = r.output_dir / "dqn_weights.h5"
         with self.scope():
+            if hasattr(self.agent, "write_model_weights"):  # after a stacked trainer
+                self.agent.write_model_weights()
             test = c.train.test_episodes and not stopped
             if self._best_weights is not None and not stopped:
                 self.agent.save_weights(str(r.output_dir / "final_weights.h5"), overwrite=True)
@@ -204,28 +207,80 @@ class Learner:
 
 
 def train_together(learners: Sequence[Learner],
-                   after_round: Callable[[int], None] | None = None) -> list[TrainResult]:
+                   after_round: Callable[[int], None] | None = None,
+                   stacked: bool = True) -> list[TrainResult]:
     """Train learners side by side: in each round every learner trains up to its next
     evaluation; then ``after_round(round)`` may raise ``StopTraining`` to stop them all
-    there (a pruned trial). Returns their results, in order."""
+    there (a pruned trial). Fast agents on Dense models train as one stack (their train
+    steps in one session call, ``rltrain.stacked``), even alone, so a seed trains the same
+    beside others (``stacked=False``: each in its own graph, one call per step, as before
+    the stack; benchmarks compare the two). Returns their results, in order."""
     from rltrain.loop import StopTraining
+    from rltrain.stacked import StackedTrainer, stackable
 
+    agents = [learner.agent for learner in learners]
+    stack = StackedTrainer(agents, learners[0].cfg.train.threads) \
+        if stacked and stackable(agents) else None
+    for agent in agents if stack else ():
+        agent.attach()
     ended: list[str | None] = [None] * len(learners)
     round_ = 0
-    while any(e is None for e in ended):
-        for i, learner in enumerate(learners):
-            if ended[i] is None:
-                ended[i] = learner.advance()
-        if after_round is None or all(e is not None for e in ended):
-            continue  # the last call only ended the loops: no new evaluation
-        round_ += 1
-        try:
-            after_round(round_)
-        except StopTraining as stop:
-            ended = [learner.advance(stop) if e is None else e
-                     for learner, e in zip(learners, ended, strict=True)]
-            ended = [e if e is not None else str(stop) for e in ended]
+    try:
+        while any(e is None for e in ended):
+            _round(learners, ended, stack)
+            if after_round is None or all(e is not None for e in ended):
+                continue  # the last round only ended the loops: no new evaluation
+            round_ += 1
+            try:
+                after_round(round_)
+            except StopTraining as stop:
+                for i, learner in enumerate(learners):
+                    if ended[i] is None:
+                        ended[i] = _ended(learner, stop=stop) or str(stop)
+    finally:
+        if stack is not None:
+            stack.close()
     return [learner.finish(e or "") for learner, e in zip(learners, ended, strict=True)]
+
+
+def _round(learners: Sequence[Learner], ended: list[str | None], stack: Any) -> None:
+    """Every learner still training trains up to its next evaluation (or its end); the
+    train steps they defer run together, one stacked call for all that wait."""
+    from rltrain.loop import DEFERRED
+
+    running = [i for i, e in enumerate(ended) if e is None]
+    replies: dict[int, Any] = {}
+    while running:
+        waiting = []
+        for i in running:
+            try:
+                if learners[i].resume(replies.pop(i, None)) is DEFERRED:
+                    waiting.append(i)
+            except StopIteration as done:
+                ended[i] = done.value
+        if waiting:
+            start = time.perf_counter()
+            metrics = stack.train([learners[i].agent for i in waiting])
+            seconds = time.perf_counter() - start  # each waited for the whole call
+            for i, m in zip(waiting, metrics, strict=True):
+                replies[i] = m
+                learners[i].result.train_seconds += seconds
+        running = waiting  # the others paused at their evaluation, or ended
+
+
+def _ended(learner: Learner, stop: BaseException) -> str | None:
+    """Throw ``stop`` into a learner paused at its evaluation: why it ended, or None."""
+    try:
+        learner.resume(stop=stop)
+    except StopIteration as done:
+        return done.value
+    return None
+
+
+def _weights(agent: Any) -> list[np.ndarray]:
+    """The agent's online weights now (the fast agent's may be newer than its model's)."""
+    return agent.current_weights() if hasattr(agent, "current_weights") else \
+        agent.model.get_weights()
 
 
 def train(cfg: DictConfig, output_dir: Path, callbacks: Sequence[Any] = ()) -> TrainResult:

@@ -1,0 +1,193 @@
+"""A trial's seeds in one session call: the train steps of K fast agents as one graph.
+
+``StackedTrainer`` holds the K agents' online and target weights, Adam's moments and step
+counts as stacked variables (one row per agent, every weight flattened into the row), and
+trains any subset of them in one session call: it gathers their rows, runs each agent's
+``gradient_steps`` DQN updates with batched matrix products, and scatters the rows back.
+The agents keep everything else: their Keras models (built in their own graphs, so the
+initial weights are those a seed gets alone), replay memories, random streams and envs.
+A seed trains the same whichever seeds stand beside it; ``tests/test_stacked.py`` checks
+its episodes alone and beside others.
+
+The update is ``FastDQNAgent``'s (Huber loss on the taken action, double DQN, dueling,
+soft or hard target updates) with tf-keras' legacy Adam written out (its
+``ResourceApplyAdam`` formula), each agent with its own step count: an agent trains one
+call more at some episode ends, as keras-rl2 does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rltrain import compat
+
+
+def stackable(agents: Sequence[Any]) -> bool:
+    """Whether these agents can train as one stack: fast agents on plain Dense models
+    (the numpy forward) trained by plain Adam, with the same architecture and update."""
+    from rltrain.fast import FastDQNAgent
+
+    if not all(isinstance(a, FastDQNAgent) and a._numpy_forward for a in agents):
+        return False
+    adam = agents[0].optimizer_config
+    if adam.get("name") != "Adam" or adam.get("amsgrad") or adam.get("decay", 0.0):
+        return False
+    return len({_signature(a) for a in agents}) == 1
+
+
+def _signature(agent: Any) -> tuple[Any, ...]:
+    shapes = tuple(tuple(w.shape) for w in agent.current_weights())
+    acts = tuple(layer.activation.__name__ for layer in agent._dense)
+    return (shapes, acts, agent.gamma, agent.batch_size, agent.gradient_steps,
+            agent.enable_double_dqn, agent.enable_dueling_network, agent.dueling_type,
+            agent.delta_clip, agent.target_model_update, agent.nb_actions,
+            tuple(sorted(agent.optimizer_config.items())))
+
+
+class StackedTrainer:
+    """One graph and session training K agents' networks; ``train(agents)`` runs the
+    pending train steps of any of them in one call."""
+
+    def __init__(self, agents: Sequence[Any], threads: int = 1) -> None:
+        import tensorflow as tf
+
+        a = agents[0]
+        self.agents = list(agents)
+        self.rows = {id(agent): k for k, agent in enumerate(agents)}
+        weights = [agent.current_weights() for agent in agents]  # before training:
+        self._shapes = [tuple(w.shape) for w in weights[0]]
+        self._sizes = [int(np.prod(s)) for s in self._shapes]
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            flat = np.stack([_flatten(w) for w in weights])
+            self._online = tf.Variable(flat, name="online")
+            self._target = tf.Variable(flat, name="target")  # = online, as after compile
+            self._m = tf.Variable(np.zeros_like(flat), name="m")
+            self._v = tf.Variable(np.zeros_like(flat), name="v")
+            self._t = tf.Variable(np.zeros(len(agents), np.float32), name="t")
+            width = a.state_width
+            rows = a.gradient_steps * a.batch_size
+            self._batch = tf.compat.v1.placeholder(tf.float32, (None, rows, 2 * width + 3))
+            self._idx = tf.compat.v1.placeholder(tf.int32, (None,))
+            self._out = self._train_ops(a, width)
+            self._hard = tf.compat.v1.scatter_update(
+                self._target, self._idx, tf.gather(self._online, self._idx))
+            config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                              inter_op_parallelism_threads=threads)
+            self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+            self.session.run(tf.compat.v1.global_variables_initializer())
+        self._step = compat.session_callable(self.session, self._out, [self._batch, self._idx])
+
+    # -- the graph ----------------------------------------------------------------------
+    def _train_ops(self, a: Any, width: int) -> Any:
+        """Gather the agents' rows, run ``gradient_steps`` updates, scatter the rows back;
+        returns ``(n, 3 + P)``: mean loss, mae, mean_q, then the new online weights."""
+        import tensorflow as tf
+
+        adam = a.optimizer_config
+        lr, beta_1, beta_2, epsilon = (float(adam[k]) for k in
+                                       ("learning_rate", "beta_1", "beta_2", "epsilon"))
+        idx = self._idx
+        online, target = tf.gather(self._online, idx), tf.gather(self._target, idx)
+        m, v, t = tf.gather(self._m, idx), tf.gather(self._v, idx), tf.gather(self._t, idx)
+        metrics = []
+        for chunk in tf.split(self._batch, a.gradient_steps, axis=1):
+            loss, stats = self._loss(a, online, target, chunk, width)
+            grad = tf.gradients(tf.reduce_sum(loss), online)[0]
+            if a.target_model_update < 1:  # from the weights before this step's update
+                tau = a.target_model_update
+                target = tau * online + (1 - tau) * target
+            t = t + 1
+            alpha = (lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))[:, None]
+            m = m + (grad - m) * (1 - beta_1)
+            v = v + (tf.square(grad) - v) * (1 - beta_2)
+            online = online - alpha * m / (tf.sqrt(v) + epsilon)
+            metrics.append(stats)
+        writes = [tf.compat.v1.scatter_update(var, idx, value) for var, value in
+                  ((self._online, online), (self._target, target), (self._m, m),
+                   (self._v, v), (self._t, t))]
+        summary = metrics[0] if len(metrics) == 1 else tf.add_n(metrics) / len(metrics)
+        with tf.control_dependencies(writes):
+            return tf.concat([summary, tf.identity(online)], axis=1)
+
+    def _layers(self, flat: Any) -> list[tuple[Any, Any]]:
+        """(kernel, bias) per Dense layer from stacked rows ``(n, P)``."""
+        import tensorflow as tf
+
+        parts = tf.split(flat, self._sizes, axis=1)
+        shaped = [tf.reshape(p, (-1, *s)) for p, s in zip(parts, self._shapes, strict=True)]
+        return list(zip(shaped[::2], shaped[1::2], strict=True))
+
+    def _q(self, a: Any, layers: list[tuple[Any, Any]], x: Any) -> Any:
+        """Q-values ``(n, B, actions)`` of states ``(n, B, width)``, as ``compute_q_values``."""
+        import tensorflow as tf
+
+        for (kernel, bias), layer in zip(layers, a._dense, strict=True):
+            x = layer.activation(tf.matmul(x, kernel) + bias[:, None, :])
+        if a.enable_dueling_network:
+            value, advantage = x[..., :1], x[..., 1:]
+            if a.dueling_type == "avg":
+                x = value + advantage - tf.reduce_mean(advantage, axis=-1, keepdims=True)
+            elif a.dueling_type == "max":
+                x = value + advantage - tf.reduce_max(advantage, axis=-1, keepdims=True)
+            else:
+                x = value + advantage
+        return x
+
+    def _loss(self, a: Any, online: Any, target: Any, batch: Any, width: int
+              ) -> tuple[Any, Any]:
+        """Each agent's mean Huber loss ``(n,)`` and ``[loss, mae, mean_q]`` ``(n, 3)``."""
+        import tensorflow as tf
+
+        from rltrain.fast import _huber
+
+        state0, state1 = batch[..., :width], batch[..., width:2 * width]
+        action = tf.cast(batch[..., 2 * width], tf.int32)
+        reward, not_terminal = batch[..., 2 * width + 1], batch[..., 2 * width + 2]
+        layers = self._layers(online)
+        q = self._q(a, layers, state0)
+        target_q = self._q(a, self._layers(target), state1)
+        if a.enable_double_dqn:  # the online network picks, the target network values
+            best = tf.argmax(self._q(a, layers, state1), axis=-1, output_type=tf.int32)
+            next_q = tf.reduce_sum(target_q * tf.one_hot(best, a.nb_actions), axis=-1)
+        else:
+            next_q = tf.reduce_max(target_q, axis=-1)
+        goal = tf.stop_gradient(reward + a.gamma * not_terminal * next_q)
+        mask = tf.one_hot(action, a.nb_actions)
+        error = goal - tf.reduce_sum(q * mask, axis=-1)
+        loss = tf.reduce_mean(_huber(error, a.delta_clip), axis=1)
+        mae = tf.reduce_mean(tf.abs(mask * goal[..., None] - q), axis=[1, 2])
+        mean_q = tf.reduce_mean(tf.reduce_max(q, axis=-1), axis=1)
+        return loss, tf.stack([loss, mae, mean_q], axis=1)
+
+    # -- calls --------------------------------------------------------------------------
+    def train(self, agents: Sequence[Any]) -> list[list[float]]:
+        """Run the pending steps of ``agents`` (each has called ``backward`` and got
+        ``DEFERRED``): one call for their train steps, one for hard target updates;
+        returns each agent's step metrics."""
+        trained = [a for a in agents if a.pending_batch is not None]
+        rows: dict[int, np.ndarray] = {}
+        if trained:
+            out = self._step(np.stack([a.pending_batch for a in trained]),
+                             np.array([self.rows[id(a)] for a in trained], np.int32))
+            rows = {id(a): row for a, row in zip(trained, out, strict=True)}
+        hard = [self.rows[id(a)] for a in agents if a.pending_hard]
+        if hard:
+            self.session.run(self._hard, {self._idx: np.array(hard, np.int32)})
+        return [a.complete_step(rows.get(id(a))) for a in agents]
+
+    def target(self, agent: Any) -> np.ndarray:
+        """An agent's target weights, flattened in ``current_weights`` order."""
+        return self.session.run(self._target)[self.rows[id(agent)]]
+
+    def close(self) -> None:
+        for agent in self.agents:
+            agent.detach()
+        self.session.close()
+
+
+def _flatten(weights: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(w, np.float32).ravel() for w in weights])

@@ -70,6 +70,27 @@ def test_memory_returns_same_experiences(window_length: int, limit: int) -> None
         np.testing.assert_array_equal(np.array(g.state0), np.array(e.state0))
 
 
+@pytest.mark.parametrize("limit", [50, 1000])
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_packed_rows_are_the_sampled_transitions(limit: int, bootstrap: bool) -> None:
+    """The rows written at append time (window_length 1) are the transitions
+    ``sample_arrays`` gathers at sampling time, packed, after the ring has wrapped too."""
+    memory = FastSequentialMemory(limit=limit, window_length=1)
+    rng = np.random.default_rng(4)
+    for t in range(300):
+        end = bool(rng.random() < 0.1)
+        memory.append(rng.normal(size=3).astype(np.float32), int(rng.integers(2)),
+                      float(rng.normal()), end, truncated=end and bool(rng.random() < 0.5))
+    for seed in range(10):
+        memory.streams = Streams(seed)
+        s0, a, r, s1, t1 = memory.sample_arrays(64, bootstrap_on_truncation=bootstrap)
+        memory.streams = Streams(seed)
+        rows = memory.sample_rows(64, bootstrap_on_truncation=bootstrap)
+        np.testing.assert_array_equal(rows, np.concatenate(
+            [s0.reshape(64, -1), s1.reshape(64, -1), a[:, None], r[:, None], (~t1)[:, None]],
+            axis=1, dtype=np.float32))
+
+
 @pytest.mark.parametrize("sampling", ["fast", "keras-rl"])
 @pytest.mark.parametrize("window_length", [1, 3])
 def test_sampling_is_uniform_over_valid_transitions(sampling: str, window_length: int) -> None:

@@ -117,6 +117,10 @@ class FastSequentialMemory(Memory):
         self.truncations = np.zeros(limit, dtype=bool)
         self._start = 0  # physical slot of the oldest entry
         self._size = 0
+        # window_length 1, float observations: each transition's train-step row
+        # [state0 | state1 | action | reward | not_terminal1], written once when its state1
+        # arrives (at the slot of that entry), so a batch is one gather.
+        self.rows: np.ndarray | None = None
 
     @property
     def nb_entries(self) -> int:
@@ -140,6 +144,8 @@ class FastSequentialMemory(Memory):
             observation = np.asarray(observation)
             dtype = observation.dtype if observation.dtype == np.uint8 else np.float32
             self.observations = np.zeros((self.limit, *observation.shape), dtype=dtype)
+            if self.window_length == 1 and dtype == np.float32:
+                self.rows = np.zeros((self.limit, 2 * observation.size + 3), np.float32)
         if self._size < self.limit:
             slot = (self._start + self._size) % self.limit
             self._size += 1
@@ -147,6 +153,14 @@ class FastSequentialMemory(Memory):
             slot = self._start
             self._start = (self._start + 1) % self.limit
         self.observations[slot] = observation
+        if self.rows is not None and self._size > 1:  # the transition this state ends
+            before = slot - 1 if slot else self.limit - 1
+            width = self.observations[0].size
+            row = self.rows[slot]
+            row[:width] = self.observations[before].ravel()
+            row[width:2 * width] = self.observations[slot].ravel()
+            row[2 * width:] = (self.actions[before], self.rewards[before],
+                               not self.terminals[before])
         self.actions[slot] = action
         self.rewards[slot] = reward
         self.terminals[slot] = terminal
@@ -207,6 +221,17 @@ class FastSequentialMemory(Memory):
             terminal1 = terminal1 & ~self.truncations[slots]
         return state0, self.actions[slots], self.rewards[slots], state1, terminal1
 
+    def sample_rows(self, batch_size: int, bootstrap_on_truncation: bool = False) -> np.ndarray:
+        """A batch as the train step's packed rows (needs ``rows``: window_length 1 and
+        float observations): the transitions ``sample_arrays`` would draw."""
+        assert self.rows is not None, "packed rows need window_length 1, float observations"
+        idx = self.draw_indexes(batch_size)
+        batch = self.rows[self._slots(idx)]
+        if bootstrap_on_truncation:  # a truncated transition bootstraps from its state1
+            before = self._slots(idx - 1)
+            batch[:, -1] = ~(self.terminals[before] & ~self.truncations[before])
+        return batch
+
     def sample(self, batch_size: int, batch_idxs: Any = None) -> list[Experience]:
         """keras-rl2's interface: a list of ``Experience`` tuples."""
         s0, a, r, s1, t1 = self.sample_arrays(batch_size, batch_idxs)
@@ -248,7 +273,9 @@ class FastDQNAgent(DQNAgent):
 
     # -- graph construction -------------------------------------------------------------
     def compile(self, optimizer: Any, metrics: list[Any] | None = None) -> None:
-        """Build the fused train step; ``metrics`` is ignored (loss, mae, mean_q are fixed)."""
+        """Set up the agent; the fused train step is built when first called (an agent a
+        stacked trainer trains never needs it). ``metrics`` is ignored (loss, mae, mean_q
+        are fixed)."""
         import tensorflow as tf
 
         keras = compat.load()
@@ -260,15 +287,44 @@ class FastDQNAgent(DQNAgent):
                        if isinstance(layer, keras.layers.Dense)] if self._numpy_forward else []
         online_vars = [v for layer in self._dense for v in (layer.kernel, layer.bias)]
 
-        state_shape = tuple(self.model.input.shape[1:])
-        width = self.state_width = int(np.prod(state_shape))
+        self.state_width = int(np.prod(self.model.input.shape[1:]))
         self.optimizer_config = {k: v for k, v in optimizer.get_config().items()
                                  if isinstance(v, str | int | float | bool)}
+        self._optimizer, self._step_fn = optimizer, None
+        pairs = list(zip(self.target_model.weights, self.model.weights, strict=True))
+        self._hard_update = tf.group(*[t.assign(s) for t, s in pairs])
+        session = tf.compat.v1.keras.backend.get_session()
+        self._session, self._graph = session, session.graph
+        bounds = np.cumsum([0, *(int(np.prod(v.shape)) for v in online_vars)])
+        self._slices = [(slice(3 + lo, 3 + hi), tuple(v.shape))
+                        for lo, hi, v in zip(bounds[:-1], bounds[1:], online_vars, strict=True)]
+        if not self._numpy_forward:  # any other Keras model: one session call per action
+            self._predict = compat.session_callable(session, self.model.output,
+                                                    self.model.input)
+        self.update_target_model_hard()
+        self._activations = [ACTIVATIONS.get(layer.activation.__name__) for layer in self._dense]
+        self.sync_weights()
+        self.compiled = True
+
+    def _train_step(self, batch: np.ndarray) -> np.ndarray:
+        """The fused train step on a packed batch: ``[loss, mae, mean_q, *weights]``."""
+        if self._step_fn is None:
+            with self._own_graph():
+                self._step_fn = self._build_train_step(self._optimizer)
+        return self._step_fn(batch)
+
+    def _build_train_step(self, optimizer: Any) -> Callable[[np.ndarray], np.ndarray]:
+        """One session call: ``gradient_steps`` updates, each on its own batch."""
+        import tensorflow as tf
+
+        width = self.state_width
+        state_shape = tuple(self.model.input.shape[1:])
+        online_vars = [v for layer in self._dense for v in (layer.kernel, layer.bias)]
         # One packed feed per train call: gradient_steps batches of rows
         # [state0 | state1 | action | reward | not_terminal1], one step per batch, in order.
-        self._batch = tf.compat.v1.placeholder(tf.float32, (None, 2 * width + 3), name="batch")
-        chunks = [self._batch] if self.gradient_steps == 1 else tf.split(
-            self._batch, self.gradient_steps, axis=0)
+        batch = tf.compat.v1.placeholder(tf.float32, (None, 2 * width + 3), name="batch")
+        chunks = [batch] if self.gradient_steps == 1 else tf.split(
+            batch, self.gradient_steps, axis=0)
         pairs = list(zip(self.target_model.weights, self.model.weights, strict=True))
         step_ops: list[Any] = []
         step_metrics = []
@@ -282,23 +338,10 @@ class FastDQNAgent(DQNAgent):
         with tf.control_dependencies(step_ops):
             fetched = [summary]
             fetched += [tf.reshape(v.read_value(), (-1,)) for v in online_vars]
-            self._out = tf.concat(fetched, axis=0)
-        self._hard_update = tf.group(*[t.assign(s) for t, s in pairs])
-
-        session = tf.compat.v1.keras.backend.get_session()
-        session.run(tf.compat.v1.variables_initializer(optimizer.variables()))
-        self._train_step = compat.session_callable(session, self._out, self._batch)
-        self._session, self._graph = session, session.graph
-        bounds = np.cumsum([0, *(int(np.prod(v.shape)) for v in online_vars)])
-        self._slices = [(slice(3 + lo, 3 + hi), tuple(v.shape))
-                        for lo, hi, v in zip(bounds[:-1], bounds[1:], online_vars, strict=True)]
-        if not self._numpy_forward:  # any other Keras model: one session call per action
-            self._predict = compat.session_callable(session, self.model.output,
-                                                    self.model.input)
-        self.update_target_model_hard()
-        self._activations = [ACTIVATIONS.get(layer.activation.__name__) for layer in self._dense]
-        self.sync_weights()
-        self.compiled = True
+            out = tf.concat(fetched, axis=0)
+        tf.compat.v1.keras.backend.get_session()  # Keras initialises Adam's hyperparameters
+        self._session.run(tf.compat.v1.variables_initializer(optimizer.variables()))
+        return compat.session_callable(self._session, out, batch)
 
     def _train_step_ops(self, batch: Any, width: int, state_shape: tuple[int, ...],
                         optimizer: Any, pairs: list[tuple[Any, Any]]) -> tuple[list[Any], Any]:
@@ -421,7 +464,8 @@ class FastDQNAgent(DQNAgent):
         return [out[0], out[1], out[2], *self.policy.metrics]
 
     def update_target_model_hard(self) -> None:
-        self._session.run(self._hard_update)
+        with self._own_graph():
+            self._session.run(self._hard_update)
 
     # -- acting and learning --------------------------------------------------------------
     def compute_q_values(self, state: Any) -> np.ndarray:
@@ -485,6 +529,8 @@ class FastDQNAgent(DQNAgent):
 
     def _pack_one(self) -> np.ndarray:
         """One batch as rows ``[state0 | state1 | action | reward | not_terminal1]``."""
+        if getattr(self.memory, "rows", None) is not None:
+            return self.memory.sample_rows(self.batch_size, self.bootstrap_on_truncation)
         if self._memory_records_truncation:
             s0, a, r, s1, t1 = self.memory.sample_arrays(
                 self.batch_size, bootstrap_on_truncation=self.bootstrap_on_truncation)

@@ -63,18 +63,21 @@ class StackedTrainer:
         self.graph = tf.Graph()
         with self.graph.as_default():
             flat = np.stack([_flatten(w) for w in weights])
-            self._online = tf.Variable(flat, name="online")
-            self._target = tf.Variable(flat, name="target")  # = online, as after compile
-            self._m = tf.Variable(np.zeros_like(flat), name="m")
-            self._v = tf.Variable(np.zeros_like(flat), name="v")
-            self._t = tf.Variable(np.zeros(len(agents), np.float32), name="t")
+            # One row per agent: [online | target | Adam's m | Adam's v | Adam's step]; the
+            # target starts as the online weights, as after compile. One variable: one
+            # gather and one scatter per call.
+            zeros = np.zeros_like(flat)
+            self._state = tf.Variable(np.concatenate(
+                [flat, flat, zeros, zeros, zeros[:, :1]], axis=1), name="stacked")
             width = a.state_width
             rows = a.gradient_steps * a.batch_size
             self._batch = tf.compat.v1.placeholder(tf.float32, (None, rows, 2 * width + 3))
             self._idx = tf.compat.v1.placeholder(tf.int32, (None,))
             self._out = self._train_ops(a, width)
-            self._hard = tf.compat.v1.scatter_update(
-                self._target, self._idx, tf.gather(self._online, self._idx))
+            p = flat.shape[1]
+            rows = tf.gather(self._state, self._idx)
+            self._hard = tf.compat.v1.scatter_update(self._state, self._idx, tf.concat(
+                [rows[:, :p], rows[:, :p], rows[:, 2 * p:]], axis=1))  # target = online
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
                                               inter_op_parallelism_threads=threads)
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
@@ -90,9 +93,8 @@ class StackedTrainer:
         adam = a.optimizer_config
         lr, beta_1, beta_2, epsilon = (float(adam[k]) for k in
                                        ("learning_rate", "beta_1", "beta_2", "epsilon"))
-        idx = self._idx
-        online, target = tf.gather(self._online, idx), tf.gather(self._target, idx)
-        m, v, t = tf.gather(self._m, idx), tf.gather(self._v, idx), tf.gather(self._t, idx)
+        idx, p = self._idx, sum(self._sizes)
+        online, target, m, v, t = tf.split(tf.gather(self._state, idx), [p, p, p, p, 1], axis=1)
         metrics = []
         for chunk in tf.split(self._batch, a.gradient_steps, axis=1):
             loss, stats = self._loss(a, online, target, chunk, width)
@@ -101,16 +103,15 @@ class StackedTrainer:
                 tau = a.target_model_update
                 target = tau * online + (1 - tau) * target
             t = t + 1
-            alpha = (lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t)))[:, None]
+            alpha = lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t))
             m = m + (grad - m) * (1 - beta_1)
             v = v + (tf.square(grad) - v) * (1 - beta_2)
             online = online - alpha * m / (tf.sqrt(v) + epsilon)
             metrics.append(stats)
-        writes = [tf.compat.v1.scatter_update(var, idx, value) for var, value in
-                  ((self._online, online), (self._target, target), (self._m, m),
-                   (self._v, v), (self._t, t))]
+        write = tf.compat.v1.scatter_update(self._state, idx,
+                                            tf.concat([online, target, m, v, t], axis=1))
         summary = metrics[0] if len(metrics) == 1 else tf.add_n(metrics) / len(metrics)
-        with tf.control_dependencies(writes):
+        with tf.control_dependencies([write]):
             return tf.concat([summary, tf.identity(online)], axis=1)
 
     def _layers(self, flat: Any) -> list[tuple[Any, Any]]:
@@ -181,7 +182,8 @@ class StackedTrainer:
 
     def target(self, agent: Any) -> np.ndarray:
         """An agent's target weights, flattened in ``current_weights`` order."""
-        return self.session.run(self._target)[self.rows[id(agent)]]
+        p = sum(self._sizes)
+        return self.session.run(self._state)[self.rows[id(agent)], p:2 * p]
 
     def close(self) -> None:
         for agent in self.agents:

@@ -77,7 +77,7 @@ def test_packed_rows_are_the_sampled_transitions(limit: int, bootstrap: bool) ->
     ``sample_arrays`` gathers at sampling time, packed, after the ring has wrapped too."""
     memory = FastSequentialMemory(limit=limit, window_length=1)
     rng = np.random.default_rng(4)
-    for t in range(300):
+    for _ in range(300):
         end = bool(rng.random() < 0.1)
         memory.append(rng.normal(size=3).astype(np.float32), int(rng.integers(2)),
                       float(rng.normal()), end, truncated=end and bool(rng.random() < 0.5))

@@ -72,3 +72,36 @@ def test_what_cannot_stack_trains_in_its_own_graph() -> None:
     wide = build_agent(compose_config(["agent.model.units=32"]).agent, (4,), 2)
     stock = build_agent(compose_config(["agent.impl=keras-rl"]).agent, (4,), 2)
     assert stackable([small]) and not stackable([small, wide]) and not stackable([stock])
+
+
+def test_a_row_trains_bit_for_bit_the_same_whatever_stands_beside_it() -> None:
+    """TensorFlow's CPU kernels round differently for different batch shapes; a stack
+    computes a fixed number of rows per call, so agent 0 alone, beside two others, or
+    among six (two calls) gets identical outputs from the same batches, step after step
+    (with the batch shape varying, 1e-8 differences made seed 5 beside 6-8 leave its
+    alone run's episodes after ~120 episodes)."""
+    cfg = compose_config([]).agent
+    first = build_agent(cfg, (4,), 2)
+    weights = first.model.get_weights()
+    trainers = {}
+    for k in (1, 3, 6):
+        agents = [build_agent(cfg, (4,), 2) for _ in range(k)]
+        agents[0].model.set_weights(weights)
+        agents[0].sync_weights()
+        trainers[k] = StackedTrainer(agents)
+    rng = np.random.default_rng(0)
+    try:
+        for _ in range(40):
+            batch = rng.normal(size=(6, 32, 11)).astype(np.float32)
+            batch[..., 8] = rng.integers(0, 2, size=(6, 32))
+            rows = []
+            for trainer in trainers.values():
+                for agent, rows_of in zip(trainer.agents, batch, strict=False):
+                    agent.pending_batch = rows_of
+                rows.append(trainer.train(trainer.agents)[0])
+            assert rows[0] == rows[1] == rows[2]
+            weights_now = [_flatten(t.agents[0].current_weights()) for t in trainers.values()]
+            assert all(np.array_equal(weights_now[0], w) for w in weights_now[1:])
+    finally:
+        for trainer in trainers.values():
+            trainer.close()

@@ -154,7 +154,7 @@ class FastSequentialMemory(Memory):
             self._start = (self._start + 1) % self.limit
         self.observations[slot] = observation
         if self.rows is not None and self._size > 1:  # the transition this state ends
-            before = slot - 1 if slot else self.limit - 1
+            before = (slot - 1) % self.limit
             width = self.observations[0].size
             row = self.rows[slot]
             row[:width] = self.observations[before].ravel()
@@ -216,10 +216,16 @@ class FastSequentialMemory(Memory):
         idx = self.draw_indexes(batch_size, batch_idxs)
         state0, state1 = self.states(idx)
         slots = self._slots(idx - 1)
+        return (state0, self.actions[slots], self.rewards[slots], state1,
+                self._terminal1(slots, bootstrap_on_truncation))
+
+    def _terminal1(self, slots: np.ndarray, bootstrap_on_truncation: bool) -> np.ndarray:
+        """Whether each transition from ``slots`` ends its episode for the target (a
+        truncated one does not, with ``bootstrap_on_truncation``)."""
         terminal1 = self.terminals[slots]
         if bootstrap_on_truncation:
             terminal1 = terminal1 & ~self.truncations[slots]
-        return state0, self.actions[slots], self.rewards[slots], state1, terminal1
+        return terminal1
 
     def sample_rows(self, batch_size: int, bootstrap_on_truncation: bool = False) -> np.ndarray:
         """A batch as the train step's packed rows (needs ``rows``: window_length 1 and
@@ -227,9 +233,8 @@ class FastSequentialMemory(Memory):
         assert self.rows is not None, "packed rows need window_length 1, float observations"
         idx = self.draw_indexes(batch_size)
         batch = self.rows[self._slots(idx)]
-        if bootstrap_on_truncation:  # a truncated transition bootstraps from its state1
-            before = self._slots(idx - 1)
-            batch[:, -1] = ~(self.terminals[before] & ~self.truncations[before])
+        if bootstrap_on_truncation:  # the rows hold keras-rl2's not_terminal1
+            batch[:, -1] = ~self._terminal1(self._slots(idx - 1), True)
         return batch
 
     def sample(self, batch_size: int, batch_idxs: Any = None) -> list[Experience]:
@@ -285,8 +290,7 @@ class FastDQNAgent(DQNAgent):
         # act through the session instead, and the step returns only its metrics.
         self._dense = [layer for layer in self.model.layers
                        if isinstance(layer, keras.layers.Dense)] if self._numpy_forward else []
-        online_vars = [v for layer in self._dense for v in (layer.kernel, layer.bias)]
-
+        online_vars = self._online_vars()
         self.state_width = int(np.prod(self.model.input.shape[1:]))
         self.optimizer_config = {k: v for k, v in optimizer.get_config().items()
                                  if isinstance(v, str | int | float | bool)}
@@ -306,6 +310,10 @@ class FastDQNAgent(DQNAgent):
         self.sync_weights()
         self.compiled = True
 
+    def _online_vars(self) -> list[Any]:
+        """The Dense layers' kernels and biases, in ``get_weights`` order."""
+        return [v for layer in self._dense for v in (layer.kernel, layer.bias)]
+
     def _train_step(self, batch: np.ndarray) -> np.ndarray:
         """The fused train step on a packed batch: ``[loss, mae, mean_q, *weights]``."""
         if self._step_fn is None:
@@ -319,7 +327,7 @@ class FastDQNAgent(DQNAgent):
 
         width = self.state_width
         state_shape = tuple(self.model.input.shape[1:])
-        online_vars = [v for layer in self._dense for v in (layer.kernel, layer.bias)]
+        online_vars = self._online_vars()
         # One packed feed per train call: gradient_steps batches of rows
         # [state0 | state1 | action | reward | not_terminal1], one step per batch, in order.
         batch = tf.compat.v1.placeholder(tf.float32, (None, 2 * width + 3), name="batch")

@@ -66,6 +66,7 @@ class StackedTrainer:
         weights = [agent.current_weights() for agent in agents]  # before training:
         self._shapes = [tuple(w.shape) for w in weights[0]]
         self._sizes = [int(np.prod(s)) for s in self._shapes]
+        self._p = sum(self._sizes)  # weights per network
         self.graph = tf.Graph()
         with self.graph.as_default():
             flat = np.stack([_flatten(w) for w in weights] + [_flatten(weights[0])])
@@ -81,11 +82,11 @@ class StackedTrainer:
             self._idx = tf.compat.v1.placeholder(tf.int32, (WIDTH,))
             self._padding = np.zeros((WIDTH, rows, 2 * width + 3), np.float32)
             self._out = self._train_ops(a, width)
-            p = flat.shape[1]
+            p = self._p
             self._hard_idx = tf.compat.v1.placeholder(tf.int32, (None,))
-            rows = tf.gather(self._state, self._hard_idx)
+            state = tf.gather(self._state, self._hard_idx)
             self._hard = tf.compat.v1.scatter_update(self._state, self._hard_idx, tf.concat(
-                [rows[:, :p], rows[:, :p], rows[:, 2 * p:]], axis=1))  # target = online
+                [state[:, :p], state[:, :p], state[:, 2 * p:]], axis=1))  # target = online
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
                                               inter_op_parallelism_threads=threads)
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
@@ -101,7 +102,7 @@ class StackedTrainer:
         adam = a.optimizer_config
         lr, beta_1, beta_2, epsilon = (float(adam[k]) for k in
                                        ("learning_rate", "beta_1", "beta_2", "epsilon"))
-        idx, p = self._idx, sum(self._sizes)
+        idx, p = self._idx, self._p
         online, target, m, v, t = tf.split(tf.gather(self._state, idx), [p, p, p, p, 1], axis=1)
         metrics = []
         for chunk in tf.split(self._batch, a.gradient_steps, axis=1):
@@ -197,8 +198,7 @@ class StackedTrainer:
 
     def target(self, agent: Any) -> np.ndarray:
         """An agent's target weights, flattened in ``current_weights`` order."""
-        p = sum(self._sizes)
-        return self.session.run(self._state)[self.rows[id(agent)], p:2 * p]
+        return self.session.run(self._state)[self.rows[id(agent)], self._p:2 * self._p]
 
     def close(self) -> None:
         for agent in self.agents:

@@ -187,7 +187,10 @@ def test_too_many_failures_stop_the_sweep(sweep, client, capsys) -> None:
     assert parent.info.status == "FAILED" and "max_failures" in parent.data.tags["error"]
 
 
-KILLED = ["train.nb_steps=4000", "train.eval_interval=1000"]  # a few seconds a trial
+# Long enough that no trial is near its end when the test kills the sweep: once the second
+# worker's trial reports, the first (started up to a few seconds earlier) must still be
+# training, or it may complete between its last stop check and the kill (seen at 4,000).
+KILLED = ["train.nb_steps=8000", "train.eval_interval=1000"]
 
 
 def start_sweep(workdir: Path, *args: str) -> subprocess.Popen[str]:

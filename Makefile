@@ -36,10 +36,10 @@ check-ui: $(VENV)/.installed chromium  ## a tiny sweep, `sweep ui`, headless Chr
 
 test: $(VENV)/.installed postgres chromium  ## lint, then the test suite
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n 2 --dist loadscope $(ARGS)  # two processes (2 cores), a file each (conftest.py)
+	$(PY) -m pytest -q -n 3 --dist loadscope $(ARGS)  # three processes on 2 cores (the tests wait on child processes), a file each (conftest.py)
 
 quick: $(VENV)/.installed  ## the quick lane: config, grammar, masking, statistics, plots; no training
-	$(PY) -m pytest -q -n 2 --dist loadscope $(QUICK) $(ARGS)
+	$(PY) -m pytest -q -n 3 --dist loadscope $(QUICK) $(ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/throughput.py $(ARGS)

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import optuna
@@ -177,10 +178,15 @@ def test_a_wheel_in_a_fresh_venv_trains_from_a_temporary_folder(tmp_path: Path) 
                             "--no-build-isolation", "-w", str(wheels), str(source)], env=env,
                            capture_output=True, text=True, timeout=300, check=False)
     assert built.returncode == 0, built.stderr[-2000:]
+    assert "absent from the `packages`" not in built.stderr, built.stderr[-2000:]
+    wheel = next(wheels.glob("keras_rl_sweep-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {n.removeprefix("rltrain/") for n in archive.namelist()
+                   if n.startswith("rltrain/conf/")}
+    assert shipped == {str(p.relative_to(ROOT)) for p in (ROOT / "conf").rglob("*.yaml")}
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     site = next(venv.glob("lib/python*/site-packages"))
     python = str(venv / "bin" / "python")
-    wheel = next(wheels.glob("keras_rl_sweep-*.whl"))
     done = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

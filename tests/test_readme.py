@@ -11,16 +11,18 @@ answer on their port, then are stopped. ``make test`` is not run: it is this sui
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,20 +103,39 @@ class Shell:
         name = next(n for n in DEFAULT_PORTS if n in line)
         port = int(port_given.group(1)) if port_given else DEFAULT_PORTS[name]
         out = self.home / "server.log"
-        with out.open("w") as log:
+        with port_held(port), out.open("w") as log:
             proc = subprocess.Popen(["bash", "-c", self.script(line)], env=self.env,
                                     stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-        try:
-            wait_http(port, proc, out)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                wait_http(port, proc, out)
+            finally:
+                stop(proc)
         self.log.append(f"served on {port}: {line}")
+
+
+@contextmanager
+def port_held(port: int) -> Iterator[None]:
+    """Hold a fixed port against the suite's other workers: pages that serve on one port
+    (``sweep ui`` and ``mlflow server`` on 5000) take turns instead of failing with
+    "in use"."""
+    with open(Path(tempfile.gettempdir()) / f"rltrain-tests-port-{port}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server's process group (it may have stopped on its own already)."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def wait_http(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:

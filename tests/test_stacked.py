@@ -75,9 +75,9 @@ def test_what_cannot_stack_trains_in_its_own_graph() -> None:
 
 
 def test_a_row_trains_bit_for_bit_the_same_whatever_stands_beside_it() -> None:
-    """TensorFlow's CPU kernels round differently for different batch shapes; a stack
-    computes a fixed number of rows per call, so agent 0 alone, beside two others, or
-    among six (two calls) gets identical outputs from the same batches, step after step
+    """TensorFlow's CPU kernels round differently for different batch shapes; each agent
+    of a stack has ops of its own shapes, so agent 0 alone, beside two others, or among
+    six gets identical outputs from the same batches, step after step
     (with the batch shape varying, 1e-8 differences made seed 5 beside 6-8 leave its
     alone run's episodes after ~120 episodes)."""
     cfg = compose_config([]).agent

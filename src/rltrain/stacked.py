@@ -1,16 +1,15 @@
 """A trial's seeds in one session call: the train steps of K fast agents as one graph.
 
-``StackedTrainer`` holds the K agents' online and target weights, Adam's moments and step
-counts as stacked variables (one row per agent, every weight flattened into the row), and
-trains any subset of them in one session call: it gathers their rows, runs each agent's
-``gradient_steps`` DQN updates with batched matrix products, and scatters the rows back.
+``StackedTrainer`` holds each agent's online and target weights, Adam's moments and step
+count as one variable (a row: every weight flattened into it) with its own copy of the train
+ops, all in one graph, and trains any subset of the agents in one session call: the call
+feeds their batches and runs each one's ``gradient_steps`` DQN updates on its own row.
 The agents keep everything else: their Keras models (built in their own graphs, so the
 initial weights are those a seed gets alone), replay memories, random streams and envs.
-Every call computes exactly ``WIDTH`` rows (unused ones train a scratch row), because
-TensorFlow's CPU kernels round differently for different batch shapes: with the shape
-fixed, a row's result depends on its own data only, so a seed trains bit for bit the same
-whichever seeds stand beside it (``tests/test_stacked.py``). More than ``WIDTH`` agents
-train in several calls.
+Each agent's ops have the same shapes whatever stands beside it, so a seed trains bit for
+bit the same alone or beside others (``tests/test_stacked.py``): TensorFlow's CPU kernels
+round differently for other shapes, which ruled out one batched product over all rows
+(the rows of a call padded to a fixed width cost 2x at K=1 with 64-unit networks).
 
 The update is ``FastDQNAgent``'s (Huber loss on the taken action, double DQN, dueling,
 soft or hard target updates) with tf-keras' legacy Adam written out (its
@@ -26,8 +25,6 @@ from typing import Any
 import numpy as np
 
 from rltrain import compat
-
-WIDTH = 4  # rows per session call: 4 cost ~5% more than 1 here, 8 ~35% (bench: callbench)
 
 
 def stackable(agents: Sequence[Any]) -> bool:
@@ -62,50 +59,47 @@ class StackedTrainer:
         a = agents[0]
         self.agents = list(agents)
         self.rows = {id(agent): k for k, agent in enumerate(agents)}
-        self._scratch = len(agents)  # the row that padding trains
         weights = [agent.current_weights() for agent in agents]  # before training:
         self._shapes = [tuple(w.shape) for w in weights[0]]
         self._sizes = [int(np.prod(s)) for s in self._shapes]
         self._p = sum(self._sizes)  # weights per network
         self.graph = tf.Graph()
+        self._calls: dict[tuple[int, ...], Any] = {}  # a callable per set of rows trained
         with self.graph.as_default():
-            flat = np.stack([_flatten(w) for w in weights] + [_flatten(weights[0])])
-            # One row per agent: [online | target | Adam's m | Adam's v | Adam's step]; the
-            # target starts as the online weights, as after compile. One variable: one
-            # gather and one scatter per call.
-            zeros = np.zeros_like(flat)
-            self._state = tf.Variable(np.concatenate(
-                [flat, flat, zeros, zeros, zeros[:, :1]], axis=1), name="stacked")
-            width = a.state_width
+            p, width = self._p, a.state_width
             rows = a.gradient_steps * a.batch_size
-            self._batch = tf.compat.v1.placeholder(tf.float32, (WIDTH, rows, 2 * width + 3))
-            self._idx = tf.compat.v1.placeholder(tf.int32, (WIDTH,))
-            self._padding = np.zeros((WIDTH, rows, 2 * width + 3), np.float32)
-            self._out = self._train_ops(a, width)
-            p = self._p
-            self._hard_idx = tf.compat.v1.placeholder(tf.int32, (None,))
-            state = tf.gather(self._state, self._hard_idx)
-            self._hard = tf.compat.v1.scatter_update(self._state, self._hard_idx, tf.concat(
-                [state[:, :p], state[:, :p], state[:, 2 * p:]], axis=1))  # target = online
+            # One variable per agent: [online | target | Adam's m | Adam's v | Adam's step];
+            # the target starts as the online weights, as after compile.
+            self._state, self._batch, self._out, hard = [], [], [], []
+            for k, w in enumerate(weights):
+                flat = _flatten(w)[None]
+                zeros = np.zeros_like(flat)
+                state = tf.Variable(np.concatenate([flat, flat, zeros, zeros, zeros[:, :1]],
+                                                   axis=1), name=f"agent{k}")
+                batch = tf.compat.v1.placeholder(tf.float32, (1, rows, 2 * width + 3))
+                self._state.append(state)
+                self._batch.append(batch)
+                self._out.append(self._train_ops(a, state, batch, width))
+                hard.append(state[:, p:2 * p].assign(state[:, :p]))  # target = online
+            self._hard = hard
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
                                               inter_op_parallelism_threads=threads)
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
             self.session.run(tf.compat.v1.global_variables_initializer())
-        self._step = compat.session_callable(self.session, self._out, [self._batch, self._idx])
 
     # -- the graph ----------------------------------------------------------------------
-    def _train_ops(self, a: Any, width: int) -> Any:
-        """Gather the agents' rows, run ``gradient_steps`` updates, scatter the rows back;
-        returns ``(n, 3 + P)``: mean loss, mae, mean_q, then the new online weights."""
+    def _train_ops(self, a: Any, state: Any, batch: Any, width: int) -> Any:
+        """Read one agent's row, run ``gradient_steps`` updates, write the row back;
+        returns ``(1, 3 + P)``: mean loss, mae, mean_q, then the new online weights."""
         import tensorflow as tf
 
         adam = a.optimizer_config
         lr, beta_1, beta_2, epsilon = (float(adam[k]) for k in
                                        ("learning_rate", "beta_1", "beta_2", "epsilon"))
-        idx, p = self._idx, self._p
-        online, target, m, v, t = tf.split(tf.gather(self._state, idx), [p, p, p, p, 1], axis=1)
+        p = self._p
+        online, target, m, v, t = tf.split(state.read_value(), [p, p, p, p, 1], axis=1)
         metrics = []
-        for chunk in tf.split(self._batch, a.gradient_steps, axis=1):
+        for chunk in tf.split(batch, a.gradient_steps, axis=1):
             loss, stats = self._loss(a, online, target, chunk, width)
             grad = tf.gradients(tf.reduce_sum(loss), online)[0]
             if a.target_model_update < 1:  # from the weights before this step's update
@@ -117,8 +111,7 @@ class StackedTrainer:
             v = v + (tf.square(grad) - v) * (1 - beta_2)
             online = online - alpha * m / (tf.sqrt(v) + epsilon)
             metrics.append(stats)
-        write = tf.compat.v1.scatter_update(self._state, idx,
-                                            tf.concat([online, target, m, v, t], axis=1))
+        write = state.assign(tf.concat([online, target, m, v, t], axis=1))
         summary = metrics[0] if len(metrics) == 1 else tf.add_n(metrics) / len(metrics)
         with tf.control_dependencies([write]):
             return tf.concat([summary, tf.identity(online)], axis=1)
@@ -180,25 +173,31 @@ class StackedTrainer:
         returns each agent's step metrics."""
         trained = [a for a in agents if a.pending_batch is not None]
         rows: dict[int, np.ndarray] = {}
-        for start in range(0, len(trained), WIDTH):
-            rows.update(self._train_rows(trained[start:start + WIDTH]))
-        hard = [self.rows[id(a)] for a in agents if a.pending_hard]
+        if trained:
+            out = self._call(tuple(self.rows[id(a)] for a in trained))(
+                *(a.pending_batch[None] for a in trained))
+            rows = {id(a): out[k] for k, a in enumerate(trained)}
+        hard = [self._hard[self.rows[id(a)]] for a in agents if a.pending_hard]
         if hard:
-            self.session.run(self._hard, {self._hard_idx: np.array(hard, np.int32)})
+            self.session.run(hard)
         return [a.complete_step(rows.get(id(a))) for a in agents]
 
-    def _train_rows(self, agents: Sequence[Any]) -> dict[int, np.ndarray]:
-        """One call for up to ``WIDTH`` agents' train steps; the rest of the call trains
-        the scratch row on zeros. Returns each agent's output row by ``id``."""
-        batch, idx = self._padding.copy(), np.full(WIDTH, self._scratch, np.int32)
-        for k, agent in enumerate(agents):
-            batch[k], idx[k] = agent.pending_batch, self.rows[id(agent)]
-        out = self._step(batch, idx)
-        return {id(agent): out[k] for k, agent in enumerate(agents)}
+    def _call(self, rows: tuple[int, ...]) -> Any:
+        """The callable that trains these rows (built on first use): their batches in,
+        their output rows out, stacked."""
+        if rows not in self._calls:
+            import tensorflow as tf
+
+            with self.graph.as_default():
+                out = tf.concat([self._out[k] for k in rows], axis=0)
+            self._calls[rows] = compat.session_callable(
+                self.session, out, [self._batch[k] for k in rows])
+        return self._calls[rows]
 
     def target(self, agent: Any) -> np.ndarray:
         """An agent's target weights, flattened in ``current_weights`` order."""
-        return self.session.run(self._state)[self.rows[id(agent)], self._p:2 * self._p]
+        state = self.session.run(self._state[self.rows[id(agent)]])
+        return state[0, self._p:2 * self._p]
 
     def close(self) -> None:
         for agent in self.agents:

@@ -41,11 +41,15 @@ def timed_run(overrides: list[str], steps: int) -> dict[str, float]:
     spent: dict[str, float] = defaultdict(float)
     memory, train_step = agent.memory, agent._train_step
 
-    def sample(*args, **kwargs):
-        start = time.perf_counter()
-        out = memory.__class__.sample_arrays(memory, *args, **kwargs)
-        spent["sampling"] += time.perf_counter() - start
-        return out
+    def timed(name: str):
+        method = getattr(memory.__class__, name)
+
+        def sample(*args, **kwargs):
+            start = time.perf_counter()
+            out = method(memory, *args, **kwargs)
+            spent["sampling"] += time.perf_counter() - start
+            return out
+        return sample
 
     def session(batch):
         start = time.perf_counter()
@@ -53,7 +57,8 @@ def timed_run(overrides: list[str], steps: int) -> dict[str, float]:
         spent["session"] += time.perf_counter() - start
         return out
 
-    memory.sample_arrays, agent._train_step = sample, session
+    memory.sample_arrays, memory.sample_rows = timed("sample_arrays"), timed("sample_rows")
+    agent._train_step = session
     obs, _ = env.reset(seed=cfg.seed)
     begin = time.perf_counter()
     for step in range(1, steps + 1):

@@ -64,10 +64,10 @@ class StackedTrainer:
         self._sizes = [int(np.prod(s)) for s in self._shapes]
         self._p = sum(self._sizes)  # weights per network
         self.graph = tf.Graph()
-        self._calls: dict[tuple[int, ...], Any] = {}  # a callable per set of rows trained
+        self._calls: dict[tuple[int, ...], Any] = {}  # a callable per set of agents trained
         with self.graph.as_default():
             p, width = self._p, a.state_width
-            rows = a.gradient_steps * a.batch_size
+            batch_rows = a.gradient_steps * a.batch_size
             # One variable per agent: [online | target | Adam's m | Adam's v | Adam's step];
             # the target starts as the online weights, as after compile.
             self._state, self._batch, self._out, hard = [], [], [], []
@@ -76,10 +76,10 @@ class StackedTrainer:
                 zeros = np.zeros_like(flat)
                 state = tf.Variable(np.concatenate([flat, flat, zeros, zeros, zeros[:, :1]],
                                                    axis=1), name=f"agent{k}")
-                batch = tf.compat.v1.placeholder(tf.float32, (1, rows, 2 * width + 3))
+                batch = tf.compat.v1.placeholder(tf.float32, (batch_rows, 2 * width + 3))
                 self._state.append(state)
                 self._batch.append(batch)
-                self._out.append(self._train_ops(a, state, batch, width))
+                self._out.append(self._train_ops(a, state, batch[None], width))
                 hard.append(state[:, p:2 * p].assign(state[:, :p]))  # target = online
             self._hard = hard
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
@@ -175,24 +175,24 @@ class StackedTrainer:
         rows: dict[int, np.ndarray] = {}
         if trained:
             out = self._call(tuple(self.rows[id(a)] for a in trained))(
-                *(a.pending_batch[None] for a in trained))
+                *(a.pending_batch for a in trained))
             rows = {id(a): out[k] for k, a in enumerate(trained)}
         hard = [self._hard[self.rows[id(a)]] for a in agents if a.pending_hard]
         if hard:
             self.session.run(hard)
         return [a.complete_step(rows.get(id(a))) for a in agents]
 
-    def _call(self, rows: tuple[int, ...]) -> Any:
-        """The callable that trains these rows (built on first use): their batches in,
-        their output rows out, stacked."""
-        if rows not in self._calls:
+    def _call(self, agents: tuple[int, ...]) -> Any:
+        """The callable that trains these agents' rows (built on first use): their batches
+        in, their output rows out, stacked."""
+        if agents not in self._calls:
             import tensorflow as tf
 
             with self.graph.as_default():
-                out = tf.concat([self._out[k] for k in rows], axis=0)
-            self._calls[rows] = compat.session_callable(
-                self.session, out, [self._batch[k] for k in rows])
-        return self._calls[rows]
+                out = tf.concat([self._out[k] for k in agents], axis=0)
+            self._calls[agents] = compat.session_callable(
+                self.session, out, [self._batch[k] for k in agents])
+        return self._calls[agents]
 
     def target(self, agent: Any) -> np.ndarray:
         """An agent's target weights, flattened in ``current_weights`` order."""

@@ -1,26 +1,28 @@
 """A trial's seeds in one session call: the train steps of K fast agents as one graph.
 
-``StackedTrainer`` holds each agent's online and target weights, Adam's moments and step
-count as one variable (a row: every weight flattened into it) with its own copy of the train
-ops, all in one graph, and trains any subset of the agents in one session call: the call
-feeds their batches and runs each one's ``gradient_steps`` DQN updates on its own row.
+``StackedTrainer`` holds each agent's online and target weights and Adam's moments (each
+flattened into one variable) and step count, with its own copy of the train ops, all in one
+graph, and trains any subset of the agents in one session call: the call feeds their
+batches and runs each one's ``gradient_steps`` DQN updates on its own variables.
 The agents keep everything else: their Keras models (built in their own graphs, so the
 initial weights are those a seed gets alone), replay memories, random streams and envs.
 Each agent's ops have the same shapes whatever stands beside it, so a seed trains bit for
 bit the same alone or beside others (``tests/test_stacked.py``): TensorFlow's CPU kernels
-round differently for other shapes, which ruled out one batched product over all rows
-(the rows of a call padded to a fixed width cost 2x at K=1 with 64-unit networks).
+round differently for other shapes, which ruled out one batched product over all agents
+(the agents of a call padded to a fixed width cost 2x at K=1 with 64-unit networks).
+A batch is fed field-major (states, actions, rewards as rows), so the graph splits it
+without a strided copy.
 
 The update is ``FastDQNAgent``'s (Huber loss on the taken action, double DQN, dueling,
-soft or hard target updates) with tf-keras' legacy Adam written out (its
-``ResourceApplyAdam`` formula), each agent with its own step count: an agent trains one
+soft or hard target updates) with tf-keras' legacy Adam's own kernel
+(``ResourceApplyAdam``), each agent with its own step count: an agent trains one
 call more at some episode ends, as keras-rl2 does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,74 +64,75 @@ class StackedTrainer:
         weights = [agent.current_weights() for agent in agents]  # before training:
         self._shapes = [tuple(w.shape) for w in weights[0]]
         self._sizes = [int(np.prod(s)) for s in self._shapes]
-        self._p = sum(self._sizes)  # weights per network
         self.graph = tf.Graph()
         self._calls: dict[tuple[int, ...], Any] = {}  # a callable per set of agents trained
         with self.graph.as_default():
-            p, width = self._p, a.state_width
-            batch_rows = a.gradient_steps * a.batch_size
-            # One variable per agent: [online | target | Adam's m | Adam's v | Adam's step];
-            # the target starts as the online weights, as after compile.
-            self._state, self._batch, self._out, hard = [], [], [], []
+            # Each agent's batches are fed field-major, (gradient_steps, 2 width + 3, batch):
+            # splitting them into states, actions and rewards is then contiguous (a split
+            # across columns cost as much as a matmul).
+            fields = (a.gradient_steps, 2 * a.state_width + 3, a.batch_size)
+            # Per agent: its online and target weights, Adam's m and v (each flattened, the
+            # target starting as the online weights, as after compile) and Adam's step.
+            self._vars, self._batch, self._out, self._hard = [], [], [], []
             for k, w in enumerate(weights):
-                flat = _flatten(w)[None]
+                flat = _flatten(w)
                 zeros = np.zeros_like(flat)
-                state = tf.Variable(np.concatenate([flat, flat, zeros, zeros, zeros[:, :1]],
-                                                   axis=1), name=f"agent{k}")
-                batch = tf.compat.v1.placeholder(tf.float32, (batch_rows, 2 * width + 3))
-                self._state.append(state)
+                names = ("online", "target", "m", "v")
+                agent_vars = _Vars(*(tf.Variable(x, name=f"agent{k}_{n}") for x, n in
+                                     zip((flat, flat, zeros, zeros), names, strict=True)),
+                                   tf.Variable(0.0, name=f"agent{k}_step"))
+                batch = tf.compat.v1.placeholder(tf.float32, fields)
+                self._vars.append(agent_vars)
                 self._batch.append(batch)
-                self._out.append(self._train_ops(a, state, batch[None], width))
-                hard.append(state[:, p:2 * p].assign(state[:, :p]))  # target = online
-            self._hard = hard
+                self._out.append(self._train_ops(a, agent_vars, batch))
+                self._hard.append(agent_vars.target.assign(agent_vars.online.read_value()))
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
                                               inter_op_parallelism_threads=threads)
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
             self.session.run(tf.compat.v1.global_variables_initializer())
 
     # -- the graph ----------------------------------------------------------------------
-    def _train_ops(self, a: Any, state: Any, batch: Any, width: int) -> Any:
-        """Read one agent's row, run ``gradient_steps`` updates, write the row back;
+    def _train_ops(self, a: Any, v: _Vars, batch: Any) -> Any:
+        """One agent's ``gradient_steps`` updates, each on its own chunk of ``batch``;
         returns ``(1, 3 + P)``: mean loss, mae, mean_q, then the new online weights."""
         import tensorflow as tf
 
         adam = a.optimizer_config
-        lr, beta_1, beta_2, epsilon = (float(adam[k]) for k in
+        lr, beta_1, beta_2, epsilon = (tf.constant(float(adam[k])) for k in
                                        ("learning_rate", "beta_1", "beta_2", "epsilon"))
-        p = self._p
-        online, target, m, v, t = tf.split(state.read_value(), [p, p, p, p, 1], axis=1)
-        metrics = []
-        for chunk in tf.split(batch, a.gradient_steps, axis=1):
-            loss, stats = self._loss(a, online, target, chunk, width)
-            grad = tf.gradients(tf.reduce_sum(loss), online)[0]
-            if a.target_model_update < 1:  # from the weights before this step's update
+        metrics, done = [], []
+        for chunk in tf.unstack(batch):  # each step after the one before
+            with tf.control_dependencies(done):
+                online, target, step = (x.read_value() for x in (v.online, v.target, v.step))
+            loss, stats = self._loss(a, online, target, chunk)
+            grad = tf.gradients(loss, online)[0]
+            step = step + 1
+            done = [v.step.assign(step), tf.raw_ops.ResourceApplyAdam(  # as tf-keras' Adam
+                var=v.online.handle, m=v.m.handle, v=v.v.handle,
+                beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=lr,
+                beta1=beta_1, beta2=beta_2, epsilon=epsilon, grad=grad)]
+            if a.target_model_update < 1:  # from the online weights before this update
                 tau = a.target_model_update
-                target = tau * online + (1 - tau) * target
-            t = t + 1
-            alpha = lr * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t))
-            m = m + (grad - m) * (1 - beta_1)
-            v = v + (tf.square(grad) - v) * (1 - beta_2)
-            online = online - alpha * m / (tf.sqrt(v) + epsilon)
+                done.append(v.target.assign(tau * online + (1 - tau) * target))
             metrics.append(stats)
-        write = state.assign(tf.concat([online, target, m, v, t], axis=1))
         summary = metrics[0] if len(metrics) == 1 else tf.add_n(metrics) / len(metrics)
-        with tf.control_dependencies([write]):
-            return tf.concat([summary, tf.identity(online)], axis=1)
+        with tf.control_dependencies(done):
+            return tf.concat([summary, v.online.read_value()], axis=0)[None]
 
     def _layers(self, flat: Any) -> list[tuple[Any, Any]]:
-        """(kernel, bias) per Dense layer from stacked rows ``(n, P)``."""
+        """(kernel, bias) per Dense layer from flat weights ``(P,)``."""
         import tensorflow as tf
 
-        parts = tf.split(flat, self._sizes, axis=1)
-        shaped = [tf.reshape(p, (-1, *s)) for p, s in zip(parts, self._shapes, strict=True)]
+        parts = tf.split(flat, self._sizes)
+        shaped = [tf.reshape(p, s) for p, s in zip(parts, self._shapes, strict=True)]
         return list(zip(shaped[::2], shaped[1::2], strict=True))
 
     def _q(self, a: Any, layers: list[tuple[Any, Any]], x: Any) -> Any:
-        """Q-values ``(n, B, actions)`` of states ``(n, B, width)``, as ``compute_q_values``."""
+        """Q-values ``(B, actions)`` of states ``(width, B)``, as ``compute_q_values``."""
         import tensorflow as tf
 
-        for (kernel, bias), layer in zip(layers, a._dense, strict=True):
-            x = layer.activation(tf.matmul(x, kernel) + bias[:, None, :])
+        for i, ((kernel, bias), layer) in enumerate(zip(layers, a._dense, strict=True)):
+            x = layer.activation(tf.nn.bias_add(tf.matmul(x, kernel, transpose_a=i == 0), bias))
         if a.enable_dueling_network:
             value, advantage = x[..., :1], x[..., 1:]
             if a.dueling_type == "avg":
@@ -140,31 +143,32 @@ class StackedTrainer:
                 x = value + advantage
         return x
 
-    def _loss(self, a: Any, online: Any, target: Any, batch: Any, width: int
-              ) -> tuple[Any, Any]:
-        """Each agent's mean Huber loss ``(n,)`` and ``[loss, mae, mean_q]`` ``(n, 3)``."""
+    def _loss(self, a: Any, online: Any, target: Any, batch: Any) -> tuple[Any, Any]:
+        """The mean Huber loss on a batch of packed rows and ``[loss, mae, mean_q]``."""
         import tensorflow as tf
 
         from rltrain.fast import _huber
 
-        state0, state1 = batch[..., :width], batch[..., width:2 * width]
-        action = tf.cast(batch[..., 2 * width], tf.int32)
-        reward, not_terminal = batch[..., 2 * width + 1], batch[..., 2 * width + 2]
+        width = a.state_width
+        state0, state1, action, reward, not_terminal = tf.split(batch, [width, width, 1, 1, 1])
+        action = tf.reshape(action, (-1, 1))
+        reward, not_terminal = reward[0], not_terminal[0]
         layers = self._layers(online)
         q = self._q(a, layers, state0)
         target_q = self._q(a, self._layers(target), state1)
         if a.enable_double_dqn:  # the online network picks, the target network values
             best = tf.argmax(self._q(a, layers, state1), axis=-1, output_type=tf.int32)
-            next_q = tf.reduce_sum(target_q * tf.one_hot(best, a.nb_actions), axis=-1)
+            next_q = tf.gather(target_q, best, batch_dims=1)
         else:
             next_q = tf.reduce_max(target_q, axis=-1)
         goal = tf.stop_gradient(reward + a.gamma * not_terminal * next_q)
-        mask = tf.one_hot(action, a.nb_actions)
+        # The taken action's column (an Equal on the float column: cheaper than one_hot).
+        mask = tf.cast(tf.equal(action, tf.range(a.nb_actions, dtype=tf.float32)), tf.float32)
         error = goal - tf.reduce_sum(q * mask, axis=-1)
-        loss = tf.reduce_mean(_huber(error, a.delta_clip), axis=1)
-        mae = tf.reduce_mean(tf.abs(mask * goal[..., None] - q), axis=[1, 2])
-        mean_q = tf.reduce_mean(tf.reduce_max(q, axis=-1), axis=1)
-        return loss, tf.stack([loss, mae, mean_q], axis=1)
+        loss = tf.reduce_mean(_huber(error, a.delta_clip))
+        mae = tf.reduce_mean(tf.abs(mask * goal[:, None] - q))
+        mean_q = tf.reduce_mean(tf.reduce_max(q, axis=-1))
+        return loss, tf.stack([loss, mae, mean_q])
 
     # -- calls --------------------------------------------------------------------------
     def train(self, agents: Sequence[Any]) -> list[list[float]]:
@@ -175,7 +179,7 @@ class StackedTrainer:
         rows: dict[int, np.ndarray] = {}
         if trained:
             out = self._call(tuple(self.rows[id(a)] for a in trained))(
-                *(a.pending_batch for a in trained))
+                *(_fields(a.pending_batch, a.gradient_steps) for a in trained))
             rows = {id(a): out[k] for k, a in enumerate(trained)}
         hard = [self._hard[self.rows[id(a)]] for a in agents if a.pending_hard]
         if hard:
@@ -196,13 +200,27 @@ class StackedTrainer:
 
     def target(self, agent: Any) -> np.ndarray:
         """An agent's target weights, flattened in ``current_weights`` order."""
-        state = self.session.run(self._state[self.rows[id(agent)]])
-        return state[0, self._p:2 * self._p]
+        return self.session.run(self._vars[self.rows[id(agent)]].target)
 
     def close(self) -> None:
         for agent in self.agents:
             agent.detach()
         self.session.close()
+
+
+class _Vars(NamedTuple):
+    """One agent's variables in the stack."""
+
+    online: Any
+    target: Any
+    m: Any
+    v: Any
+    step: Any
+
+
+def _fields(rows: np.ndarray, gradient_steps: int) -> np.ndarray:
+    """Packed rows ``(gradient_steps * B, F)`` as the graph takes them: ``(steps, F, B)``."""
+    return np.ascontiguousarray(rows.reshape(gradient_steps, -1, rows.shape[1]).transpose(0, 2, 1))
 
 
 def _flatten(weights: Sequence[np.ndarray]) -> np.ndarray:

@@ -56,7 +56,7 @@ def test_pruning_acts_on_the_seeds_aggregate(tracking_uri: str, client: MlflowCl
 
 
 RECHECK = ["multirun", *TINY, "train.nb_steps=800", "train.eval_interval=400",
-           "sweep.n_trials=2", "sweep.seeds_per_trial=1", "sweep.pruner=none",
+           "sweep.n_trials=2", "sweep.seeds_per_trial=2", "sweep.pruner=none",
            "sweep.recheck_top_k=2", "sweep.recheck_seeds=3", "sweep.register_best=true"]
 
 
@@ -90,6 +90,11 @@ def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
     seed_runs = [r for r in everything if r.data.tags.get("sweep.role") == "recheck-seed"]
     finished = [r for r in seed_runs if r.info.status == "FINISHED"]
     assert sorted(r.info.run_id for r in finished) == sorted(v["run_id"] for v in stored.values())
+    for t in leaders:  # seeds_per_trial=2: a leader's first two fresh seeds trained side by side
+        first, second = (next(r for r in finished if r.info.run_id == stored[t.number, s]["run_id"])
+                         for s in fresh[:2])
+        assert first.info.start_time < second.info.end_time
+        assert second.info.start_time < first.info.end_time
 
     def rank(t: optuna.trial.FrozenTrial) -> tuple[float, float]:
         mine = [v for k, v in stored.items() if k[0] == t.number]

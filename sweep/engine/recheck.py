@@ -2,10 +2,12 @@
 
 The ``sweep.recheck_top_k`` best trials each train their config on the same
 ``sweep.recheck_seeds`` fresh seeds (``sweep.engine.seeds.recheck_seeds``: no trial and no
-``evaluate`` uses them), one seed per task, spread over ``sweep.n_jobs`` worker processes.
-Each finished task is stored at once in the study (a study user attr of its own: see
-sweep/engine/leaders.py), so a killed recheck resumes with what is missing, and two invocations
-rechecking at once keep each other's results. The winner is the leader whose delivered
+``evaluate`` uses them). A task trains up to ``sweep.seeds_per_trial`` seeds of one leader
+side by side, as a trial trains its seeds (one stacked session call per step); the tasks
+are spread over ``sweep.n_jobs`` worker processes. Each seed's result is stored at once in
+the study (a study user attr of its own: see sweep/engine/leaders.py), so a killed recheck
+resumes with what is missing, and two invocations rechecking at once keep each other's
+results. The winner is the leader whose delivered
 agents solve the env on the largest fraction of the fresh seeds, ties broken by the
 objective on those seeds; ``best``, ``reproduce best``, ``evaluate best`` and ``export``
 use it.
@@ -56,23 +58,32 @@ def _init_worker(stop: Any) -> None:
 
 
 @masked_entry
-def _task(plan: Plan, number: int, overrides: list[str], seed: int,
-          run_id: str) -> dict[str, Any]:
-    """Worker process: train one leader's config on one fresh seed, under its recheck run."""
-    from rltrain.run import tracked_train
+def _task(plan: Plan, number: int, overrides: list[str], seeds: list[int],
+          run_id: str) -> list[dict[str, Any]]:
+    """Worker process: train one leader's config on some fresh seeds side by side, each
+    under the leader's recheck run; returns each seed's result."""
+    from rltrain.run import tracked_train_together
     from sweep.engine.trial import Guard, seed_config
 
-    folder = new_folder(plan.folder / f"recheck-{number:03d}-{seed}")  # one per invocation
-    cfg = seed_config(overrides, seed, folder, f"recheck-trial-{number:03d}-seed-{seed}")
+    cfgs = [seed_config(overrides, seed,
+                        new_folder(plan.folder / f"recheck-{number:03d}-{seed}"),  # per invocation
+                        f"recheck-trial-{number:03d}-seed-{seed}") for seed in seeds]
 
     def should_stop() -> str:
         return "stopped by Ctrl-C" if _STOP is not None and _STOP.is_set() else ""
 
-    shown = [mask_url(o) for o in overrides]  # what the run stores
-    run, result = tracked_train(cfg, overrides=shown, callbacks=[Guard(should_stop)],
-                                tags={"sweep.study": plan.settings.study_name,
-                                      "sweep.role": "recheck-seed", "sweep.recheck_of": number},
-                                parent_run_id=run_id)
+    shown = [mask_url(o) for o in overrides]  # what the runs store
+    tags = {"sweep.study": plan.settings.study_name, "sweep.role": "recheck-seed",
+            "sweep.recheck_of": number}
+    done = tracked_train_together(cfgs, overrides=shown,
+                                  callbacks=[[Guard(should_stop)] for _ in cfgs],
+                                  tags=[tags] * len(cfgs), parent_run_id=run_id)
+    return [_outcome(plan, number, cfg.seed, run, result)
+            for cfg, (run, result) in zip(cfgs, done, strict=True)]
+
+
+def _outcome(plan: Plan, number: int, seed: int, run: str, result: Any) -> dict[str, Any]:
+    """What the study stores of one recheck seed."""
     s = plan.settings
     if s.metric == "test/mean_reward":
         score = result.test_mean_reward
@@ -98,21 +109,35 @@ def _run_tasks(plan: Plan, study: optuna.Study, parent: Tracker,
                todo: list[tuple[Leader, int]], stop: Any) -> None:
     s = plan.settings
     numbers = sorted({lead.trial.number for lead, _ in todo})
-    print(f"recheck: {len(todo)} runs ({len(numbers)} leaders x fresh seeds) on "
-          f"{min(s.n_jobs, len(todo))} workers", file=sys.stderr, flush=True)
+    print(f"recheck: {len(todo)} runs ({len(numbers)} leaders x fresh seeds, up to "
+          f"{s.seeds_per_trial} side by side) on {min(s.n_jobs, len(todo))} workers",
+          file=sys.stderr, flush=True)
     with ExitStack() as stack:
         runs = {n: stack.enter_context(tracked_run(
             plan.tracking_uri, plan.experiment, f"recheck-trial-{n:03d}",
             parent_run_id=parent.run_id, tags={"sweep.study": s.study_name,
                                                "sweep.role": "recheck", "sweep.recheck_of": n}))
             for n in numbers}
-        tasks = [(plan, lead.trial.number, real_overrides(plan, lead), seed,
-                  runs[lead.trial.number].run_id) for lead, seed in todo]
-        for done, out in enumerate(_results(tasks, min(s.n_jobs, len(todo)), stop), 1):
-            store(study, out)  # at once: a killed recheck resumes here
-            print(f"  recheck trial {out['number']} seed {out['seed']}: score "
-                  f"{out['score']:.1f}, test {out['test']:.1f} ({done}/{len(todo)})",
-                  file=sys.stderr, flush=True)
+        tasks = [(plan, lead.trial.number, real_overrides(plan, lead), seeds,
+                  runs[lead.trial.number].run_id)
+                 for lead, seeds in side_by_side(todo, s.seeds_per_trial)]
+        done = 0
+        for outs in _results(tasks, min(s.n_jobs, len(tasks)), stop):
+            for out in outs:
+                store(study, out)  # at once: a killed recheck resumes here
+                done += 1
+                print(f"  recheck trial {out['number']} seed {out['seed']}: score "
+                      f"{out['score']:.1f}, test {out['test']:.1f} ({done}/{len(todo)})",
+                      file=sys.stderr, flush=True)
+
+
+def side_by_side(todo: list[tuple[Leader, int]], width: int) -> list[tuple[Leader, list[int]]]:
+    """The (leader, seed) tasks as (leader, seeds): up to ``width`` seeds of one leader."""
+    groups: dict[int, tuple[Leader, list[int]]] = {}
+    for lead, seed in todo:
+        groups.setdefault(lead.trial.number, (lead, []))[1].append(seed)
+    return [(lead, seeds[i:i + width]) for lead, seeds in groups.values()
+            for i in range(0, len(seeds), max(1, width))]
 
 
 def _results(tasks: list[tuple[Any, ...]], workers: int, stop: Any) -> Iterator[dict[str, Any]]:

@@ -16,8 +16,14 @@ from multiprocessing.context import BaseContext
 PRELOAD = ["sweep.engine.preload"]
 
 
-def context() -> BaseContext:
-    """The multiprocessing context every worker of this program is started from."""
+def context(start: bool = False) -> BaseContext:
+    """The multiprocessing context every worker of this program is started from; ``start``:
+    start its forkserver now, so it imports TensorFlow while this process sets up the study
+    and MLflow's parent run (the first worker then forks at once)."""
+    from multiprocessing import forkserver
+
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    if start:
+        forkserver.ensure_running()
     return ctx

@@ -109,9 +109,10 @@ def _run_tasks(plan: Plan, study: optuna.Study, parent: Tracker,
                todo: list[tuple[Leader, int]], stop: Any) -> None:
     s = plan.settings
     numbers = sorted({lead.trial.number for lead, _ in todo})
-    print(f"recheck: {len(todo)} runs ({len(numbers)} leaders x fresh seeds, up to "
-          f"{s.seeds_per_trial} side by side) on {min(s.n_jobs, len(todo))} workers",
-          file=sys.stderr, flush=True)
+    groups = side_by_side(todo, s.seeds_per_trial)
+    workers = min(s.n_jobs, len(groups))
+    print(f"recheck: {len(todo)} runs ({len(numbers)} leader(s) x fresh seeds, up to "
+          f"{s.seeds_per_trial} side by side) on {workers} worker(s)", file=sys.stderr, flush=True)
     with ExitStack() as stack:
         runs = {n: stack.enter_context(tracked_run(
             plan.tracking_uri, plan.experiment, f"recheck-trial-{n:03d}",
@@ -120,9 +121,9 @@ def _run_tasks(plan: Plan, study: optuna.Study, parent: Tracker,
             for n in numbers}
         tasks = [(plan, lead.trial.number, real_overrides(plan, lead), seeds,
                   runs[lead.trial.number].run_id)
-                 for lead, seeds in side_by_side(todo, s.seeds_per_trial)]
+                 for lead, seeds in groups]
         done = 0
-        for outs in _results(tasks, min(s.n_jobs, len(tasks)), stop):
+        for outs in _results(tasks, workers, stop):
             for out in outs:
                 store(study, out)  # at once: a killed recheck resumes here
                 done += 1

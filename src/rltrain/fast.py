@@ -92,7 +92,7 @@ class OwnEpsGreedyQPolicy(EpsGreedyQPolicy):
         rng = self.streams.np
         if rng.uniform() < self.eps:
             return int(rng.randint(0, q_values.shape[0]))
-        return int(np.argmax(q_values))
+        return int(q_values.argmax())
 
 
 class FastSequentialMemory(Memory):
@@ -167,6 +167,10 @@ class FastSequentialMemory(Memory):
         self.truncations[slot] = truncated
 
     def _slots(self, logical: np.ndarray) -> np.ndarray:
+        """Physical slots of logical indexes (from -limit up); only for reading: until the
+        ring wraps, numpy's negative indexing is the modulo."""
+        if self._start == 0:
+            return logical
         return (logical + self._start) % self.limit
 
     def draw_indexes(self, batch_size: int, batch_idxs: Any = None) -> np.ndarray:
@@ -179,10 +183,11 @@ class FastSequentialMemory(Memory):
         assert len(idx) == batch_size
         after_terminal = self.terminals[self._slots(idx - 2)]
         if not self.streams.exact:  # every re-draw of a round in one call
-            while after_terminal.any():
-                idx[after_terminal] = self.streams.gen.integers(
-                    self.window_length + 1, self.nb_entries, size=int(after_terminal.sum()))
-                after_terminal = self.terminals[self._slots(idx - 2)]
+            again = np.flatnonzero(after_terminal)
+            while again.size:  # only the indexes just drawn again need a new look
+                idx[again] = self.streams.gen.integers(self.window_length + 1, self.nb_entries,
+                                                       size=again.size)
+                again = again[self.terminals[self._slots(idx[again] - 2)]]
             return idx
         for k in np.flatnonzero(after_terminal):  # in order: the same random calls as stock
             i = idx[k]

@@ -5,7 +5,6 @@ Usable without MLflow or Optuna: they reach the loop as plain callbacks.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -154,20 +153,22 @@ class Learner:
         trainer; ``reply`` brings its metrics back) or the step of an evaluation. ``stop``
         is thrown in instead. At the end raises ``StopIteration`` with why training ended
         early ("" if it did not)."""
-        from rltrain.loop import fit_steps
-
-        c = self.cfg
         if self._steps is None:
+            from rltrain.loop import fit_steps
+
+            c = self.cfg
             self._steps = fit_steps(self.agent, self.env, c.train.nb_steps, self.callbacks,
                                     seed=c.seed, evaluate=self._evaluate,
                                     eval_interval=c.train.eval_interval)
         start = time.perf_counter()
-        # A stacked agent's steps touch no graph (its saves enter their own): no scope, the
-        # hot path resumes once per step.
-        stacked = getattr(self.agent, "stacked", False)
+        steps = self._steps
         try:
-            with contextlib.nullcontext() if stacked else self.scope():
-                return self._steps.send(reply) if stop is None else self._steps.throw(stop)
+            # A stacked agent's steps touch no graph (its saves enter their own): no scope
+            # on the hot path, which resumes once per step.
+            if getattr(self.agent, "stacked", False):
+                return steps.send(reply) if stop is None else steps.throw(stop)
+            with self.scope():
+                return steps.send(reply) if stop is None else steps.throw(stop)
         finally:
             self.result.train_seconds += time.perf_counter() - start
 

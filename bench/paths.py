@@ -11,8 +11,9 @@ by both paths of the fast agent, two seeds side by side as a trial trains them:
 - ``stacked``: the seeds' train steps in one session call (what trials, the recheck and
   ``evaluate`` use).
 
-The two paths round differently (another kernel order), so a seed's episodes differ
-between them: what should match is the distribution. Prints, per path, the delivered
+The stack runs the own graph's kernels (tests/test_stacked.py compares them step by step),
+so a seed should give the same episodes on both paths; this checks it on whole runs, where
+at least the distribution must match. Prints each seed's results, then per path the delivered
 agent's test (``train.test_episodes`` greedy episodes) over the seeds: solved n/N with its
 Wilson interval and the mean with its t interval, and the final weights' the same way.
 The two paths run one after the other, each in this process; the seeds default to the

@@ -7,7 +7,8 @@ batches and runs each one's ``gradient_steps`` DQN updates on its own variables.
 The agents keep everything else: their Keras models (built in their own graphs, so the
 initial weights are those a seed gets alone), replay memories, random streams and envs.
 Each agent's ops have the same shapes whatever stands beside it, so a seed trains bit for
-bit the same alone or beside others (``tests/test_stacked.py``): TensorFlow's CPU kernels
+bit the same alone or beside others, and the same as in the fast agent's own graph (the
+same kernels: ``tests/test_stacked.py``): TensorFlow's CPU kernels
 round differently for other shapes, which ruled out one batched product over all agents
 (the agents of a call padded to a fixed width cost 2x at K=1 with 64-unit networks).
 A batch is fed field-major (states, actions, rewards as rows), so the graph splits it
@@ -115,7 +116,8 @@ class StackedTrainer:
                 tau = a.target_model_update
                 done.append(v.target.assign(tau * online + (1 - tau) * target))
             metrics.append(stats)
-        summary = metrics[0] if len(metrics) == 1 else tf.add_n(metrics) / len(metrics)
+        summary = metrics[0] if len(metrics) == 1 else tf.reduce_mean(  # as the own graph
+            tf.stack(metrics), axis=0)
         with tf.control_dependencies(done):
             return tf.concat([summary, v.online.read_value()], axis=0)[None]
 

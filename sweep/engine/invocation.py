@@ -97,7 +97,7 @@ def run(plan: Plan, view: View, join: bool = False) -> Outcome:
         view.summary(study, plan)
         return Outcome(0, "nothing to do")
     n_existing = _started(study)
-    ctx = processes.context(start=s.n_jobs > 1)  # workers will fork from it: start it now
+    ctx = processes.context(start=min(s.n_jobs, left) > 1)  # trial workers fork from it
     name = f"{s.study_name}-{datetime.now():%m%d-%H%M%S}"
     tags = {"sweep.study": s.study_name, "sweep.role": "parent",
             "sweep.storage": mask_url(plan.storage), "sweep.host": socket.gethostname(),

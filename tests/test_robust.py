@@ -113,6 +113,33 @@ def test_recheck_resumes_after_a_kill_and_best_names_its_winner(
     assert version.run_id == winner.user_attrs["run_id"]
 
 
+def test_a_recheck_run_whose_result_was_lost_ends_superseded(
+        workdir: Path, tracking_uri: str, client: MlflowClient) -> None:
+    """Killed between a seed run's end and its result's store: on resume that run ends
+    KILLED, tagged, and the FINISHED recheck runs are the stored ones; under a RUNNING
+    parent (another invocation at work) nothing is touched."""
+    from rltrain.tracking import tracked_run
+    from sweep.engine.runs import end_unstored
+
+    p = plan([f"tracking.uri={tracking_uri}"])
+    seed_tags = {"sweep.study": p.settings.study_name, "sweep.role": "recheck-seed"}
+    with tracked_run(tracking_uri, p.experiment, "recheck-trial-000") as dead_parent:
+        pass
+    runs = {}
+    for name in ("stored", "lost"):
+        with tracked_run(tracking_uri, p.experiment, name, tags=seed_tags,
+                         parent_run_id=dead_parent.run_id) as run:
+            runs[name] = run.run_id
+    with tracked_run(tracking_uri, p.experiment, "recheck-trial-001") as live_parent:
+        with tracked_run(tracking_uri, p.experiment, "at-work", tags=seed_tags,
+                         parent_run_id=live_parent.run_id) as run:
+            runs["at-work"] = run.run_id
+        end_unstored(p, {runs["stored"]})
+        status = {n: client.get_run(r).info.status for n, r in runs.items()}
+    assert status == {"stored": "FINISHED", "lost": "KILLED", "at-work": "FINISHED"}
+    assert "sweep.superseded" in client.get_run(runs["lost"]).data.tags
+
+
 def test_invocations_at_once_never_sample_the_same_trial(workdir: Path) -> None:
     """Two invocations on one journal study (two study objects, as two processes hold them),
     claiming in turn: every trial's sampler is seeded by its own number, so no two trials

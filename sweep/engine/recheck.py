@@ -31,8 +31,8 @@ from rltrain.folders import new_folder
 from rltrain.secrets import mask_url, masked_entry
 from rltrain.tracking import Tracker, tracked_run
 from sweep.engine import objective, processes, stats, winner
-from sweep.engine.leaders import Leader, leaders, missing, store, threshold_of
-from sweep.engine.runs import end_orphans
+from sweep.engine.leaders import Leader, leaders, missing, store, stored_results, threshold_of
+from sweep.engine.runs import end_orphans, end_unstored
 from sweep.engine.settings import Plan
 
 
@@ -101,6 +101,7 @@ def run(plan: Plan, study: optuna.Study, parent: Tracker, stop: Any) -> None:
     todo = missing(study, plan)
     if todo:
         end_orphans(plan, ("recheck", "recheck-seed"))  # left RUNNING by a killed recheck
+        end_unstored(plan, {out["run_id"] for out in stored_results(study).values()})
         _run_tasks(plan, study, parent, todo, stop)
     _report(plan, study, parent)
 

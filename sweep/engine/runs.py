@@ -108,6 +108,27 @@ def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:
               file=sys.stderr)
 
 
+def end_unstored(plan: Plan, stored: set[str]) -> None:
+    """End KILLED, tagged ``sweep.superseded``, the recheck's seed runs that FINISHED
+    without their result reaching the study (the sweep was killed in between): their seeds
+    train again, and the FINISHED recheck runs stay the results the winner comes from.
+    Runs under a RUNNING parent belong to an invocation at work (it stores them next)."""
+    try:
+        for run_id, tags in find_runs(plan.tracking_uri, plan.experiment,
+                                      {"sweep.study": plan.settings.study_name,
+                                       "sweep.role": "recheck-seed"}, status="FINISHED",
+                                      with_tags=True):
+            if run_id in stored or _running(plan, tags.get("mlflow.parentRunId", "")):
+                continue
+            tracker = tracker_for(plan.tracking_uri, run_id)
+            tracker.set_tags({"sweep.superseded": "the recheck was killed before its result "
+                                                  "was stored; the seed trained again"})
+            tracker.end("KILLED")
+    except Exception as err:
+        print(f"warning: could not end superseded recheck runs: {mask_url(str(err))[:300]}",
+              file=sys.stderr)
+
+
 def _running(plan: Plan, run_id: str) -> bool:
     """The run exists and is RUNNING."""
     try:

@@ -142,12 +142,13 @@ def side_by_side(todo: list[tuple[Leader, int]], width: int) -> list[tuple[Leade
             for i in range(0, len(seeds), max(1, width))]
 
 
-def _results(tasks: list[tuple[Any, ...]], workers: int, stop: Any) -> Iterator[dict[str, Any]]:
-    """Each task's result as it ends: in this process for one worker (it has TensorFlow
-    loaded already when its trials trained here: no second process start), else in
-    ``workers`` spawned processes."""
+def _results(tasks: list[tuple[Any, ...]], workers: int, stop: Any
+             ) -> Iterator[list[dict[str, Any]]]:
+    """Each task's results as it ends: in this process for one worker when it has
+    TensorFlow loaded already (its trials trained here: no second process start), else in
+    ``workers`` processes from the forkserver (which has)."""
     global _STOP
-    if workers == 1:
+    if workers == 1 and "tensorflow" in sys.modules:
         _STOP = stop
         yield from (_task(*task) for task in tasks)
         return

@@ -92,20 +92,9 @@ def end_orphans(plan: Plan, roles: tuple[str, ...]) -> None:
     (e.g. a recheck's runs, which no trial state tracks): those whose parent run has ended
     (a killed sweep's parent run is ended by :func:`end_dead_parents`; give ``roles``
     parents first). Runs under a RUNNING parent belong to an invocation at work."""
-    try:
-        for role in roles:
-            for run_id, tags in find_runs(plan.tracking_uri, plan.experiment,
-                                          {"sweep.study": plan.settings.study_name,
-                                           "sweep.role": role}, status="RUNNING",
-                                          with_tags=True):
-                if _running(plan, tags.get("mlflow.parentRunId", "")):
-                    continue
-                tracker = tracker_for(plan.tracking_uri, run_id)
-                tracker.set_tags({"error": "its process is gone (killed)"})
-                tracker.end("FAILED")
-    except Exception as err:
-        print(f"warning: could not end runs left running: {mask_url(str(err))[:300]}",
-              file=sys.stderr)
+    for role in roles:
+        _end_left(plan, role, "RUNNING", set(), {"error": "its process is gone (killed)"},
+                  "FAILED", "could not end runs left running")
 
 
 def end_unstored(plan: Plan, stored: set[str]) -> None:
@@ -113,20 +102,27 @@ def end_unstored(plan: Plan, stored: set[str]) -> None:
     without their result reaching the study (the sweep was killed in between): their seeds
     train again, and the FINISHED recheck runs stay the results the winner comes from.
     Runs under a RUNNING parent belong to an invocation at work (it stores them next)."""
+    _end_left(plan, "recheck-seed", "FINISHED", stored,
+              {"sweep.superseded": "the recheck was killed before its result was stored; "
+                                   "the seed trained again"},
+              "KILLED", "could not end superseded recheck runs")
+
+
+def _end_left(plan: Plan, role: str, status: str, keep: set[str], tags: dict[str, str],
+              end: str, warning: str) -> None:
+    """End ``end``, with ``tags``, the study's runs of ``role`` in ``status`` that are not in
+    ``keep`` and whose parent run is not RUNNING; a store that fails costs a warning."""
     try:
-        for run_id, tags in find_runs(plan.tracking_uri, plan.experiment,
-                                      {"sweep.study": plan.settings.study_name,
-                                       "sweep.role": "recheck-seed"}, status="FINISHED",
-                                      with_tags=True):
-            if run_id in stored or _running(plan, tags.get("mlflow.parentRunId", "")):
+        for run_id, run_tags in find_runs(plan.tracking_uri, plan.experiment,
+                                          {"sweep.study": plan.settings.study_name,
+                                           "sweep.role": role}, status=status, with_tags=True):
+            if run_id in keep or _running(plan, run_tags.get("mlflow.parentRunId", "")):
                 continue
             tracker = tracker_for(plan.tracking_uri, run_id)
-            tracker.set_tags({"sweep.superseded": "the recheck was killed before its result "
-                                                  "was stored; the seed trained again"})
-            tracker.end("KILLED")
+            tracker.set_tags(tags)
+            tracker.end(end)
     except Exception as err:
-        print(f"warning: could not end superseded recheck runs: {mask_url(str(err))[:300]}",
-              file=sys.stderr)
+        print(f"warning: {warning}: {mask_url(str(err))[:300]}", file=sys.stderr)
 
 
 def _running(plan: Plan, run_id: str) -> bool:

@@ -12,6 +12,7 @@ waits at most about SWEEP_TRACKING_WAIT + 30 s. Either variable set by the user 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -173,9 +174,32 @@ class Tracker:
         return call(self.uri, f"{what} (run {self.run_id})", lambda: fn(*args, **kwargs))
 
 
+DEFAULT_STORE = "sqlite:///mlflow.db"  # MLflow's own default, relative to the working folder
+
+
+def local_file(uri: str) -> Path | None:
+    """The SQLite file of a local tracking store (``uri`` empty: ``MLFLOW_TRACKING_URI``,
+    else MLflow's default ./mlflow.db); None for a server or another database."""
+    store = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_STORE
+    if not store.startswith("sqlite:///"):
+        return None
+    name = store.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if name in ("", ":memory:") else Path(name)
+
+
 def client_for(uri: str) -> MlflowClient:
-    """An MlflowClient for ``uri`` (empty: MLflow's default local store)."""
-    return MlflowClient(tracking_uri=uri or None)
+    """An MlflowClient for ``uri`` (empty: MLflow's default local store). A local SQLite
+    store is opened holding ``flock`` on its file, so the first process creates its tables
+    while any other waits: two commands started at once in a fresh folder both created them,
+    and one failed ("table experiments already exists"). SQLite's own locks are fcntl
+    locks, which flock does not touch."""
+    path = local_file(uri)
+    if path is None:
+        return MlflowClient(tracking_uri=uri or None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:  # an empty file is a new SQLite database
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        return MlflowClient(tracking_uri=uri or None)
 
 
 def check_server(uri: str, timeout: float = 10.0) -> None:
@@ -234,8 +258,8 @@ def find_runs(uri: str, experiment: str, tags: Mapping[str, Any], status: str | 
 def study_runs(uri: str, study: str) -> dict[str, int]:
     """How many runs carry tag ``sweep.study=STUDY``, by experiment name (a local SQLite
     store that does not exist is not created by looking: no runs)."""
-    local = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
-    if local.startswith("sqlite:///") and not Path(local.removeprefix("sqlite:///")).exists():
+    path = local_file(uri)
+    if path is not None and not path.exists():
         return {}
     client = client_for(uri)
     experiments = call(uri, "listing experiments", client.search_experiments)
@@ -350,10 +374,10 @@ class StoredRun:
 def stored_run(uri: str, run_id: str) -> StoredRun:
     """Look a run up; raise RunNotFound with one line if the store does not have it (a local
     SQLite store that does not exist is not created by looking)."""
-    local = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
-    if local.startswith("sqlite:///") and not Path(local.removeprefix("sqlite:///")).exists():
+    path = local_file(uri)
+    if path is not None and not path.exists():
         raise RunNotFound(f"run {run_id}: not found, there is no tracking store at "
-                          f"{mask_url(local)} (give tracking.uri=...)")
+                          f"{mask_url(uri or f'sqlite:///{path}')} (give tracking.uri=...)")
     client = client_for(uri)
     try:
         run = call(uri, f"looking up run {run_id}", lambda: client.get_run(run_id))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +257,23 @@ def test_a_recheck_starting_leaves_a_live_recheck_s_runs_running(
     end_orphans(p, ("recheck", "recheck-seed"))
     assert [client.get_run(r).info.status for r in runs["live"]] == ["RUNNING"] * 2
     assert [client.get_run(r).info.status for r in runs["killed"]] == ["FAILED"] * 2
+
+
+def test_processes_opening_a_new_local_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Four processes that open MLflow's default local store at once in a fresh folder (as
+    two ``sweep train`` started together do) all succeed, and the store then answers: without
+    the lock, three of four failed creating its tables."""
+    code = ("import sys, time\n"
+            "from rltrain.tracking import client_for\n"
+            "while time.time() < float(sys.argv[1]): time.sleep(0.001)\n"
+            "client_for('').create_experiment(f'e{sys.argv[2]}')\n")
+    start = f"{time.time() + 8:.3f}"  # every process imported MLflow by then
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    procs = [subprocess.Popen([sys.executable, "-c", code, start, str(i)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(4)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    names = {e.name for e in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+             .search_experiments()}
+    assert {"e0", "e1", "e2", "e3"} <= names

@@ -33,14 +33,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
 from robust import fresh_seed_tests, sweep  # noqa: E402  (bench/robust.py)
 
-from rltrain.config import compose_config, reward_threshold  # noqa: E402
+from sweep.engine.leaders import threshold_of  # noqa: E402
+from sweep.engine.settings import plan  # noqa: E402
 from sweep.engine.stats import summarize  # noqa: E402
-
-
-def threshold(overrides: list[str]) -> float:
-    """The env group's solve threshold, from the config the sweep's trials compose."""
-    trial_overrides = [o for o in overrides if not o.startswith(("sweep.", "search="))]
-    return reward_threshold(compose_config(trial_overrides).env)
 
 
 def commit() -> str:
@@ -57,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     cwd = args.dir or Path(tempfile.mkdtemp(prefix="solved-"))
     cwd.mkdir(parents=True, exist_ok=True)
-    goal = threshold(args.overrides)
+    goal = threshold_of(plan(args.overrides))  # the env the sweep's trials train on
     print(f"scratch folder: {cwd}; commit {commit()}; solved at >= {goal:g}", flush=True)
     start = time.perf_counter()
     sweep(cwd, "multirun", *args.overrides)

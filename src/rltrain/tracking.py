@@ -38,6 +38,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from rltrain.config import ConfigError, mask_url  # noqa: E402
 from rltrain.retry import cause, retrying  # noqa: E402
+from rltrain.urls import tracking_store  # noqa: E402
 
 METRIC_NAMES = {"mean_eps": "epsilon"}  # keras-rl2 metric name -> MLflow metric name
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -174,13 +175,10 @@ class Tracker:
         return call(self.uri, f"{what} (run {self.run_id})", lambda: fn(*args, **kwargs))
 
 
-DEFAULT_STORE = "sqlite:///mlflow.db"  # MLflow's own default, relative to the working folder
-
-
 def local_file(uri: str) -> Path | None:
     """The SQLite file of a local tracking store (``uri`` empty: ``MLFLOW_TRACKING_URI``,
     else MLflow's default ./mlflow.db); None for a server or another database."""
-    store = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_STORE
+    store = tracking_store(uri)
     if not store.startswith("sqlite:///"):
         return None
     name = store.removeprefix("sqlite:///").split("?", 1)[0]
@@ -377,7 +375,7 @@ def stored_run(uri: str, run_id: str) -> StoredRun:
     path = local_file(uri)
     if path is not None and not path.exists():
         raise RunNotFound(f"run {run_id}: not found, there is no tracking store at "
-                          f"{mask_url(uri or f'sqlite:///{path}')} (give tracking.uri=...)")
+                          f"{mask_url(tracking_store(uri))} (give tracking.uri=...)")
     client = client_for(uri)
     try:
         run = call(uri, f"looking up run {run_id}", lambda: client.get_run(run_id))

@@ -8,6 +8,7 @@ No MLflow, SQLAlchemy or TensorFlow import.
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "m
                     "databricks", "databricks-uc", "uc")
 STORAGE_SCHEMES = ("sqlite", *DATABASES)
 NETWORK = ("http", "https", *DATABASES)  # schemes whose URL names a host
+DEFAULT_STORE = "sqlite:///mlflow.db"  # MLflow's own default, relative to the working folder
 ENCODE = "in a password, write '@' as %40, ':' as %3A and '/' as %2F"
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*)(?P<sep>://|:/|:|//)")
 
@@ -72,3 +74,9 @@ def _authority_problem(url: str, base: str) -> str:
     if base in ("http", "https") and not parts.hostname:
         return "no host"
     return ""
+
+
+def tracking_store(uri: str) -> str:
+    """The tracking store a command uses: ``uri``, else ``MLFLOW_TRACKING_URI``, else
+    MLflow's default local store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_STORE

@@ -9,7 +9,6 @@ kept: the command says how many, and in which experiment.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import optuna
 
 from rltrain.config import ConfigError, mask_url
+from rltrain.urls import tracking_store
 from sweep.commands import Command
 from sweep.engine.catalog import StudyRow, describe, open_for_reading, rows, storages
 from sweep.engine.preflight import check_tracking
@@ -81,7 +81,7 @@ def runs_line(name: str, uri: str) -> str:
     from rltrain.tracking import study_runs
 
     counts = study_runs(uri, name)
-    store = mask_url(uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db")
+    store = mask_url(tracking_store(uri))
     if not counts:
         return f"no MLflow runs of study {name} in {store}"
     where = ", ".join(f"{n} in experiment {e}" for e, n in sorted(counts.items()))

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rltrain.config import ConfigError, compose_config, mask_url
+from rltrain.urls import DEFAULT_STORE
 from sweep.commands import Command
 from sweep.engine.preflight import check_tracking
-
-LOCAL_STORE = "sqlite:///mlflow.db"  # MLflow's own default, relative to the working directory
 
 
 @dataclass
@@ -74,7 +73,7 @@ def links(uri: str, base: str, experiment: str) -> list[str]:
     if sweep is not None:
         lines.append(f"latest sweep {sweep.name}: "
                      f"{run_url(base, sweep.experiment_id, sweep.run_id)}")
-    return lines or [f"no runs yet in {mask_url(uri) or LOCAL_STORE}: {base}"]
+    return lines or [f"no runs yet in {mask_url(uri) or DEFAULT_STORE}: {base}"]
 
 
 def port_free(port: int) -> bool:
@@ -158,7 +157,7 @@ def run(cmd: Command) -> int:
         check_server(uri)
         print("\n".join(links(uri, ui_base(uri), experiment)), flush=True)
         return 0
-    store = uri or LOCAL_STORE
+    store = uri or DEFAULT_STORE
     if not port_free(cmd.port):
         raise ConfigError(f"--port {cmd.port}: in use on 127.0.0.1; pass another port")
     base = ui_base(store, f"http://127.0.0.1:{cmd.port}")

@@ -1,12 +1,15 @@
 """Atari throughput: stock keras-rl2 against the fast agent on ALE/Pong-v5, side by side.
 
-    python bench/atari.py [--steps 2000] [--rounds 2] [--warmup 1000] [overrides ...]
+    python bench/atari.py [--steps 2000] [--rounds 2] [--warmup 1000] [--threads 1]
+                          [--budgets 1750000 10000000] [overrides ...]
 
 Both agents are built from ``env=atari`` (the Nature-DQN conv model, 4 stacked 84x84
 frames, train_interval 4) and first play ``--warmup`` steps (random actions, no training).
 Then each round trains every agent for about ``--steps`` steps (up to the next episode
-end), alternating, and prints steps/s. Last, the replay memory's footprint at 100,000
-transitions: both memories are filled with 100,000 distinct 84x84 uint8 frames, and
+end), alternating, and prints steps/s, the env steps per hour each rate trains and the
+hours each of ``--budgets`` takes at it (default: env=atari's 1.75M steps and CleanRL's 10M
+for Pong's DQN). Last, the replay memory's footprint at 100,000 transitions: both memories
+are filled with 100,000 distinct 84x84 uint8 frames, and
 the bytes they allocate are counted by tracemalloc.
 """
 
@@ -90,6 +93,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1_750_000, 10_000_000],
+                        help="env-step budgets to print hours for")
     parser.add_argument("overrides", nargs="*", help="extra config overrides")
     args = parser.parse_args()
     impls = ("keras-rl", "fast")
@@ -116,7 +121,9 @@ def main() -> None:
           f"{args.threads} TF thread(s)), median of {args.rounds} rounds after the warm-up:")
     for impl in impls:
         rate = statistics.median(rates[impl])
-        print(f"  {impl:9s} {rate:6.1f} steps/s   x{rate / base:.2f} vs keras-rl")
+        hours = "  ".join(f"{b:,} steps: {b / rate / 3600:.1f} h" for b in args.budgets)
+        print(f"  {impl:9s} {rate:6.1f} steps/s   x{rate / base:.2f} vs keras-rl   "
+              f"{rate * 3600:,.0f} steps/h   {hours}")
     start = time.perf_counter()
     sizes = footprints(shape)
     print(f"\nreplay memory at {FOOTPRINT_TRANSITIONS:,} transitions of {shape} uint8 frames "

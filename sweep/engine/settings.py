@@ -144,7 +144,9 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
     search_name = _search_name(own, trial_args, conf)
     own = [a for a in own if not a.lstrip("+").startswith("search=")] + [f"search={search_name}"]
     cfg = compose_config(own, conf_dir, config_name="multirun", schema=MultirunConfig)
-    settings: SweepSettings = OmegaConf.to_object(cfg.sweep)  # type: ignore[assignment]
+    entries = OmegaConf.to_container(cfg.search, resolve=True)
+    assert isinstance(entries, dict)
+    settings = _settings(cfg.sweep, entries, own, search_name)
     groups = _config_groups(conf)
     bases: dict[tuple[str, ...], DictConfig] = {}
 
@@ -152,8 +154,8 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
         base = bases.setdefault(tuple(fixed), compose_config(fixed, conf_dir))
         return lambda key: key_kind(base, groups, key)
 
-    entries = OmegaConf.to_container(cfg.search, resolve=True)
-    space = space_.build(entries, trial_args, kind_of_for)  # type: ignore[arg-type]
+    trial_entries = {k: v for k, v in entries.items() if not str(k).startswith("sweep.")}
+    space = space_.build(trial_entries, trial_args, kind_of_for)  # type: ignore[arg-type]
     env = env_group(list(space.fixed.values()), conf)
     if env == env_group([], conf):  # env=cartpole is the default: the same study as without
         space.fixed.pop("env", None)
@@ -177,6 +179,23 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
                 tracking_uri=base.tracking.uri, experiment=base.tracking.experiment,
                 eval_interval=base.train.eval_interval, nb_steps=base.train.nb_steps,
                 args=list(args), env=env, warm=warm, queue=queue)
+
+
+def _settings(sweep: DictConfig, entries: dict[Any, Any], own: Sequence[str],
+              search_name: str) -> SweepSettings:
+    """``sweep.*`` of the multirun config, with the search space's own ``sweep.*`` entries
+    (the settings it was built for) where the command line does not give the key."""
+    given = {a.lstrip("+~").split("=", 1)[0] for a in own}
+    preset = {str(k).removeprefix("sweep."): v for k, v in entries.items()
+              if str(k).startswith("sweep.") and k not in given}
+    for key, value in preset.items():
+        try:
+            sweep = OmegaConf.merge(sweep, {key: value})  # type: ignore[assignment]
+        except OmegaConfBaseException as err:
+            why = str(err).strip().splitlines()[0]
+            raise ConfigError(f"sweep.{key}={value} (search={search_name}): "
+                              f"{why}") from err
+    return OmegaConf.to_object(sweep)  # type: ignore[return-value]
 
 
 def study_keys(args: Sequence[str]) -> list[str]:

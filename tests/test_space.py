@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from rltrain.config import ConfigError
+from rltrain.config import CONFIG_DIR_VAR, ConfigError
 from sweep.engine import space
 from sweep.engine.settings import plan, split
 from tests.conftest import run_cli, run_python
@@ -148,3 +148,28 @@ def test_cli_rejects_bad_input_before_tensorflow(workdir: Path) -> None:
                        "if m in sys.modules))", cwd=workdir)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert probe.stdout.strip() == "[]"
+
+
+def test_a_search_space_carries_the_sweep_settings_it_was_built_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sweep.*`` entries of a search file are sweep settings, not trial keys; the command
+    line still wins; a bad one is one line naming the key, the value and the space."""
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "mine.yaml").write_text(
+        "sweep.metric: test/mean_reward\nsweep.prune_warmup_steps: 3000\n"
+        "agent.lr: tag(log, interval(1e-4, 1e-2))\n")
+    (tmp_path / "search" / "typo.yaml").write_text("sweep.prune_warmup: 3000\nagent.lr: 0.01\n")
+    (tmp_path / "search" / "word.yaml").write_text("sweep.prune_warmup_steps: soon\n")
+    monkeypatch.setenv(CONFIG_DIR_VAR, str(tmp_path))
+    mine = plan(["search=mine"])
+    assert (mine.settings.metric, mine.settings.prune_warmup_steps) == ("test/mean_reward", 3000)
+    assert list(mine.space.dimensions) == ["agent.lr"]
+    assert not [k for k in mine.space.fixed if k.startswith("sweep.")]
+    given = plan(["search=mine", "sweep.prune_warmup_steps=500"])
+    assert (given.settings.metric, given.settings.prune_warmup_steps) == ("test/mean_reward", 500)
+    assert plan([]).settings.metric == "eval/mean_reward"  # the shipped default is untouched
+    for name, message in [("typo", "sweep.prune_warmup=3000 (search=typo): Key 'prune_warmup'"),
+                          ("word", "sweep.prune_warmup_steps=soon (search=word): Value 'soon'")]:
+        with pytest.raises(ConfigError) as caught:
+            plan([f"search={name}"])
+        assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -26,11 +26,15 @@ from throughput import config as run_config  # noqa: E402  (bench/throughput.py)
 from rltrain.config import min_warmup  # noqa: E402
 
 IMPLS = ("keras-rl", "fast")
+# Groups whose agent uses keys stock keras-rl2 lacks: both agents run this instead (the same
+# gradient steps per env step; MountainCar's agent takes 8 every 16 env steps).
+SAME_WORK = {"mountaincar": ["agent.train_interval=2", "agent.gradient_steps=1",
+                             "agent.bootstrap_on_truncation=false"]}
 
 
 def config(env: str, impl: str, steps: int):
     """The env group's config, timed from the first training step, without evaluations."""
-    cfg = run_config(impl, steps, [f"env={env}"])
+    cfg = run_config(impl, steps, [f"env={env}", *SAME_WORK.get(env, [])])
     cfg.agent.nb_steps_warmup = min_warmup(cfg)
     cfg.agent.policy.value_max = cfg.agent.policy.value_min
     return cfg

@@ -291,7 +291,11 @@ def test_two_worker_processes_share_one_storage(sweep, client) -> None:
     assert sorted(r.info.run_id for r in kids) == trial_runs
 
 
-def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri, client) -> None:
+@pytest.mark.parametrize(("sig", "shown"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_ctrl_c_fails_running_trials_and_the_study_resumes(sig, shown, workdir, tracking_uri,
+                                                           client) -> None:
+    """Ctrl-C, or SIGTERM (kill, scancel, a container's stop), to the whole process group:
+    the workers ignore it, the main process stops them cleanly."""
     long = ["train.nb_steps=6000", "train.eval_interval=500"]  # long enough to interrupt
     args = [*TINY, f"tracking.uri={tracking_uri}", "sweep.n_jobs=2", "sweep.n_trials=4", *long]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
@@ -305,13 +309,13 @@ def test_ctrl_c_fails_running_trials_and_the_study_resumes(workdir, tracking_uri
             running = load().get_trials(states=(TrialState.RUNNING,))
             if len(running) == 2 and all(t.intermediate_values for t in running):
                 break
-    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C: the whole process group
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
-    assert "stopping: running trials end as FAILED" in err
+    assert f"stopping ({shown}): running trials end as FAILED" in err
     trials = load().trials
     assert [t.state for t in trials] == [FAIL, FAIL]
-    assert {t.user_attrs["error"] for t in trials} == {"Interrupted: stopped by Ctrl-C"}
+    assert {t.user_attrs["error"] for t in trials} == {"Interrupted: stopped by Ctrl-C or SIGTERM"}
     (parent,), children = runs(client)
     assert parent.info.status == "KILLED" and parent.data.tags["stopped"] == "interrupted"
     assert [(r.info.status, r.data.tags["sweep.state"]) for r in children[parent.info.run_id]] \

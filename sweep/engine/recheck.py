@@ -34,6 +34,7 @@ from sweep.engine import objective, processes, stats, winner
 from sweep.engine.leaders import Leader, leaders, missing, store, stored_results, threshold_of
 from sweep.engine.runs import end_orphans, end_unstored
 from sweep.engine.settings import Plan
+from sweep.engine.workers import STOPPED, ignore_stop_signals
 
 
 def real_overrides(plan: Plan, lead: Leader) -> list[str]:
@@ -50,11 +51,9 @@ _STOP: Any = None  # in a worker process: the invocation's Ctrl-C event
 
 
 def _init_worker(stop: Any) -> None:
-    import signal
-
     global _STOP
     _STOP = stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process turns Ctrl-C into `stop`
+    ignore_stop_signals()  # the main process turns Ctrl-C and SIGTERM into `stop`
 
 
 @masked_entry
@@ -70,7 +69,7 @@ def _task(plan: Plan, number: int, overrides: list[str], seeds: list[int],
                         f"recheck-trial-{number:03d}-seed-{seed}") for seed in seeds]
 
     def should_stop() -> str:
-        return "stopped by Ctrl-C" if _STOP is not None and _STOP.is_set() else ""
+        return STOPPED if _STOP is not None and _STOP.is_set() else ""
 
     shown = [mask_url(o) for o in overrides]  # what the runs store
     tags = {"sweep.study": plan.settings.study_name, "sweep.role": "recheck-seed",

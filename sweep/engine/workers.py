@@ -87,7 +87,7 @@ def main_gone(job: Job, parent: int) -> bool:
 def work(job: Job, worker: int) -> None:
     """One worker: claim a trial (atomically with the budget check), train it, repeat."""
     if job.in_subprocess:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into job.stop
+        ignore_stop_signals()  # the parent turns Ctrl-C and SIGTERM into job.stop
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -98,7 +98,7 @@ def work(job: Job, worker: int) -> None:
     def should_stop() -> str:
         """Why this worker should stop now, or ""."""
         if job.stop.is_set():
-            return "stopped by Ctrl-C"
+            return STOPPED
         if main_gone(job, parent):
             return "the sweep's main process is gone"
         return ""
@@ -194,10 +194,21 @@ def run_workers(job: Job, n_workers: int) -> list[str]:
             for i, p in enumerate(procs) if p.exitcode]
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; kill, scancel, a container's stop
+STOPPED = "stopped by Ctrl-C or SIGTERM"  # a trial's error when the sweep was asked to stop
+
+
+def ignore_stop_signals() -> None:
+    """In a worker process: the main process turns Ctrl-C and SIGTERM into its stop event, so
+    a signal to the whole process group ends trials FAILED instead of killing them RUNNING."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 @contextmanager
 def ctrl_c_sets(stop: Any) -> Iterator[None]:
-    """The first Ctrl-C asks every worker to stop (running trials end FAILED); a second
-    one raises KeyboardInterrupt at once."""
+    """The first Ctrl-C (or SIGTERM) asks every worker to stop (running trials end FAILED);
+    a second one raises KeyboardInterrupt at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -206,11 +217,13 @@ def ctrl_c_sets(stop: Any) -> Iterator[None]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("\nstopping: running trials end as FAILED; run the same command to resume "
-              "(Ctrl-C again to quit at once)", file=sys.stderr)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\nstopping ({name}): running trials end as FAILED; run the same command to "
+              "resume (Ctrl-C again to quit at once)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

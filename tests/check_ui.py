@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ class Links:
     experiment: str
     sweep_name: str
     sweep: str
+    log: str  # the server's log file
 
 
 def chromium() -> str | None:
@@ -77,14 +79,16 @@ def start_ui(folder: Path, port: int) -> tuple[subprocess.Popen[str], Links]:
     found: dict[str, str] = {}
     deadline = time.monotonic() + 150
     for line in proc.stdout:  # ends when the process does
-        if m := re.match(r"experiment (\S+): (\S+)", line):
+        if m := re.search(r"; log (\S+)\)$", line.rstrip()):
+            found["log"] = m[1]
+        elif m := re.match(r"experiment (\S+): (\S+)", line):
             found["experiment"] = m[2]
         elif m := re.match(r"latest sweep (\S+): (\S+)", line):
             found["sweep_name"], found["sweep"] = m[1], m[2]
             break
         if time.monotonic() > deadline:
             break
-    if "sweep" not in found or "experiment" not in found:
+    if not {"sweep", "experiment", "log"} <= set(found):
         stop_ui(proc)
         raise AssertionError(f"sweep ui printed no links: {(folder / 'ui.err').read_text()}")
     return proc, Links(**found)
@@ -138,6 +142,8 @@ def check(folder: Path, out: Path, browser: str) -> list[Path]:
     proc, links = start_ui(folder, free_port())
     profile = folder / "chromium-profile"
     try:
+        mode = stat.S_IMODE(os.stat(links.log).st_mode)
+        assert mode == 0o600, f"the server's log {links.log} is readable by others: {mode:o}"
         shots = [out / "runs.png", out / "sweep.png"]
         dom = rendered(browser, links.experiment, profile, [links.sweep_name, TRAINING_VIEW],
                        shots[0])

@@ -161,7 +161,9 @@ def run(cmd: Command) -> int:
     if not port_free(cmd.port):
         raise ConfigError(f"--port {cmd.port}: in use on 127.0.0.1; pass another port")
     base = ui_base(store, f"http://127.0.0.1:{cmd.port}")
-    log = Path(tempfile.gettempdir()) / f"sweep-ui-{os.getpid()}.log"
+    fd, name = tempfile.mkstemp(prefix="sweep-ui-", suffix=".log")  # new, mode 0600: its owner's
+    os.close(fd)
+    log = Path(name)
     proc = start_server(store, cmd.port, log)
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated ui stops its server too
     # Ctrl-C too, even when started with SIGINT ignored (a background job of a script)

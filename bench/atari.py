@@ -9,8 +9,8 @@ Then each round trains every agent for about ``--steps`` steps (up to the next e
 end), alternating, and prints steps/s, the env steps per hour each rate trains and the
 hours each of ``--budgets`` takes at it (default: env=atari's 1.75M steps and CleanRL's 10M
 for Pong's DQN). Last, the replay memory's footprint at 100,000 transitions: both memories
-are filled with 100,000 distinct 84x84 uint8 frames, and
-the bytes they allocate are counted by tracemalloc.
+are filled with 100,000 distinct 84x84 uint8 frames, and tracemalloc counts the bytes they
+allocate.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from sweep.engine.runs import end_runs_of_finished_trials, end_stale
 from sweep.engine.settings import Plan
 from sweep.engine.storage import claim_lock, fail_stale_trials, open_storage, process_identity
 from sweep.engine.study import open_study
-from sweep.engine.workers import FINISHED, Job, claimed, ctrl_c_sets, failures, run_workers
+from sweep.engine.workers import FINISHED, Job, claimed, failures, run_workers, stop_signals_set
 
 
 class View(Protocol):
@@ -109,7 +109,7 @@ def run(plan: Plan, view: View, join: bool = False) -> Outcome:
         monitor = view.Monitor(plan, parent.run_id, lambda: optuna.load_study(
             study_name=s.study_name, storage=open_storage(plan)))
         crashed: list[str] = []
-        with ctrl_c_sets(job.stop):
+        with stop_signals_set(job.stop):
             if left > 0:
                 with monitor:
                     crashed = run_workers(job, min(s.n_jobs, left))

@@ -146,7 +146,8 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
     cfg = compose_config(own, conf_dir, config_name="multirun", schema=MultirunConfig)
     entries = OmegaConf.to_container(cfg.search, resolve=True)
     assert isinstance(entries, dict)
-    settings = _settings(cfg.sweep, entries, own, search_name)
+    preset = {str(k): v for k, v in entries.items() if str(k).startswith("sweep.")}
+    settings = _settings(cfg.sweep, preset, own, search_name)
     groups = _config_groups(conf)
     bases: dict[tuple[str, ...], DictConfig] = {}
 
@@ -154,7 +155,7 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
         base = bases.setdefault(tuple(fixed), compose_config(fixed, conf_dir))
         return lambda key: key_kind(base, groups, key)
 
-    trial_entries = {k: v for k, v in entries.items() if not str(k).startswith("sweep.")}
+    trial_entries = {k: v for k, v in entries.items() if k not in preset}
     space = space_.build(trial_entries, trial_args, kind_of_for)  # type: ignore[arg-type]
     env = env_group(list(space.fixed.values()), conf)
     if env == env_group([], conf):  # env=cartpole is the default: the same study as without
@@ -181,20 +182,20 @@ def plan(args: Sequence[str], conf_dir: Path | None = None) -> Plan:
                 args=list(args), env=env, warm=warm, queue=queue)
 
 
-def _settings(sweep: DictConfig, entries: dict[Any, Any], own: Sequence[str],
+def _settings(sweep: DictConfig, preset: dict[str, Any], own: Sequence[str],
               search_name: str) -> SweepSettings:
     """``sweep.*`` of the multirun config, with the search space's own ``sweep.*`` entries
-    (the settings it was built for) where the command line does not give the key."""
+    (``preset``: the settings it was built for) where the command line does not give the key."""
     given = {a.lstrip("+~").split("=", 1)[0] for a in own}
-    preset = {str(k).removeprefix("sweep."): v for k, v in entries.items()
-              if str(k).startswith("sweep.") and k not in given}
     for key, value in preset.items():
+        if key in given:
+            continue
         try:
-            sweep = OmegaConf.merge(sweep, {key: value})  # type: ignore[assignment]
+            entry = {key.removeprefix("sweep."): value}
+            sweep = OmegaConf.merge(sweep, entry)  # type: ignore[assignment]
         except OmegaConfBaseException as err:
             why = str(err).strip().splitlines()[0]
-            raise ConfigError(f"sweep.{key}={value} (search={search_name}): "
-                              f"{why}") from err
+            raise ConfigError(f"{key}={value} (search={search_name}): {why}") from err
     return OmegaConf.to_object(sweep)  # type: ignore[return-value]
 
 

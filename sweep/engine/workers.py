@@ -42,6 +42,8 @@ from sweep.engine.trial import Context, run_trial
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (*FINISHED, TrialState.RUNNING)  # what counts against sweep.n_trials
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; kill, scancel, a container's stop
+STOPPED = "stopped by Ctrl-C or SIGTERM"  # a trial's error when the sweep was asked to stop
 
 
 @dataclass
@@ -194,10 +196,6 @@ def run_workers(job: Job, n_workers: int) -> list[str]:
             for i, p in enumerate(procs) if p.exitcode]
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; kill, scancel, a container's stop
-STOPPED = "stopped by Ctrl-C or SIGTERM"  # a trial's error when the sweep was asked to stop
-
-
 def ignore_stop_signals() -> None:
     """In a worker process: the main process turns Ctrl-C and SIGTERM into its stop event, so
     a signal to the whole process group ends trials FAILED instead of killing them RUNNING."""
@@ -206,7 +204,7 @@ def ignore_stop_signals() -> None:
 
 
 @contextmanager
-def ctrl_c_sets(stop: Any) -> Iterator[None]:
+def stop_signals_set(stop: Any) -> Iterator[None]:
     """The first Ctrl-C (or SIGTERM) asks every worker to stop (running trials end FAILED);
     a second one raises KeyboardInterrupt at once."""
     if threading.current_thread() is not threading.main_thread():

@@ -90,7 +90,7 @@ class OwnEpsGreedyQPolicy(EpsGreedyQPolicy):
 
     def select_action(self, q_values: np.ndarray) -> int:
         rng = self.streams.np
-        if rng.uniform() < self.eps:
+        if rng.random_sample() < self.eps:  # = rng.uniform(), without its argument parsing
             return int(rng.randint(0, q_values.shape[0]))
         return int(q_values.argmax())
 
@@ -176,6 +176,8 @@ class FastSequentialMemory(Memory):
     def draw_indexes(self, batch_size: int, batch_idxs: Any = None) -> np.ndarray:
         """Logical indexes ``idx`` of the transitions (idx-1 -> idx), as keras-rl2 draws them."""
         assert self.nb_entries >= self.window_length + 2, "not enough entries in the memory"
+        if batch_idxs is None and not self.streams.exact:
+            return self._draw_fast(batch_size)
         if batch_idxs is None:
             batch_idxs = self.streams.batch_indexes(self.window_length, self.nb_entries - 1,
                                                     size=batch_size)
@@ -183,17 +185,39 @@ class FastSequentialMemory(Memory):
         assert len(idx) == batch_size
         after_terminal = self.terminals[self._slots(idx - 2)]
         if not self.streams.exact:  # every re-draw of a round in one call
-            again = np.flatnonzero(after_terminal)
-            while again.size:  # only the indexes just drawn again need a new look
-                idx[again] = self.streams.gen.integers(self.window_length + 1, self.nb_entries,
-                                                       size=again.size)
-                again = again[self.terminals[self._slots(idx[again] - 2)]]
-            return idx
+            return self._redraw(idx, np.flatnonzero(after_terminal))
         for k in np.flatnonzero(after_terminal):  # in order: the same random calls as stock
             i = idx[k]
             while self.terminals[self._slots(np.int64(i - 2))]:
                 i = self.streams.batch_indexes(self.window_length + 1, self.nb_entries, size=1)[0]
             idx[k] = i
+        return idx
+
+    def _draw_fast(self, size: int) -> np.ndarray:
+        """``draw_indexes`` on the fast stream: the same draws as ``Streams.batch_indexes``
+        followed by ``_redraw``, with fewer temporary arrays (it runs every train step)."""
+        low, n, gen = self.window_length + 1, self._size, self.streams.gen
+        span = n - low
+        if span >= size:
+            idx = gen.choice(span, size, replace=False)
+            idx += low
+        else:  # a batch larger than the memory: with replacement
+            idx = gen.integers(low - 1, n - 1, size=size)
+            idx += 1
+        before = idx - 2
+        if self._start:
+            before += self._start
+            before %= self.limit
+        return self._redraw(idx, self.terminals.take(before).nonzero()[0])
+
+    def _redraw(self, idx: np.ndarray, again: np.ndarray) -> np.ndarray:
+        """Draw ``idx[again]`` again until none follows a terminal, each round in one call;
+        only the indexes just drawn again need a new look."""
+        low, n, gen = self.window_length + 1, self._size, self.streams.gen
+        while again.size:
+            drawn = gen.integers(low, n, size=again.size)
+            idx[again] = drawn
+            again = again[self.terminals[self._slots(drawn - 2)]]
         return idx
 
     def states(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +261,7 @@ class FastSequentialMemory(Memory):
         float observations): the transitions ``sample_arrays`` would draw."""
         assert self.rows is not None, "packed rows need window_length 1, float observations"
         idx = self.draw_indexes(batch_size)
-        batch = self.rows[self._slots(idx)]
+        batch = self.rows.take(self._slots(idx), axis=0)
         if bootstrap_on_truncation:  # the rows hold keras-rl2's not_terminal1
             batch[:, -1] = ~self._terminal1(self._slots(idx - 1), True)
         return batch
@@ -304,14 +328,17 @@ class FastDQNAgent(DQNAgent):
         self._hard_update = tf.group(*[t.assign(s) for t, s in pairs])
         session = tf.compat.v1.keras.backend.get_session()
         self._session, self._graph = session, session.graph
-        bounds = np.cumsum([0, *(int(np.prod(v.shape)) for v in online_vars)])
-        self._slices = [(slice(3 + lo, 3 + hi), tuple(v.shape))
-                        for lo, hi, v in zip(bounds[:-1], bounds[1:], online_vars, strict=True)]
         if not self._numpy_forward:  # any other Keras model: one session call per action
             self._predict = compat.session_callable(session, self.model.output,
                                                     self.model.input)
         self.update_target_model_hard()
         self._activations = [ACTIVATIONS.get(layer.activation.__name__) for layer in self._dense]
+        # Per Dense layer, where the train step's output vector (3 metrics, then the
+        # weights) holds its kernel and bias: [(kernel, kernel shape, bias, activation)].
+        ends = np.cumsum([3, *(int(np.prod(v.shape)) for v in online_vars)])
+        where = [slice(lo, hi) for lo, hi in zip(ends[:-1], ends[1:], strict=True)]
+        self._layer_slices = [(where[2 * i], tuple(layer.kernel.shape), where[2 * i + 1],
+                               self._activations[i]) for i, layer in enumerate(self._dense)]
         self.sync_weights()
         self.compiled = True
 
@@ -413,9 +440,11 @@ class FastDQNAgent(DQNAgent):
         self._layers = [(arrays[2 * i], arrays[2 * i + 1], self._activations[i])
                         for i in range(len(self._dense))]
 
-    def _unpack(self, out: np.ndarray) -> list[np.ndarray]:
-        """The weights from the train step's output vector (views, no copies)."""
-        return [out[where].reshape(shape) for where, shape in self._slices]
+    def _take_weights(self, out: np.ndarray) -> None:
+        """The numpy forward's weights from a train step's output vector (views, no
+        copies): ``_set_weights`` in one pass, as every train step needs it."""
+        self._layers = [(out[kernel].reshape(shape), out[bias], activation)
+                        for kernel, shape, bias, activation in self._layer_slices]
 
     def sync_weights(self) -> None:
         """Refresh the numpy copy after the Keras model's weights were set from outside."""
@@ -472,7 +501,7 @@ class FastDQNAgent(DQNAgent):
         self.pending_batch, self.pending_hard = None, False
         if out is None:
             return [np.nan] * self._nb_metrics
-        self._set_weights(self._unpack(out))
+        self._take_weights(out)
         self._model_stale = True
         return [out[0], out[1], out[2], *self.policy.metrics]
 
@@ -486,7 +515,9 @@ class FastDQNAgent(DQNAgent):
             return self._predict(np.asarray([state], dtype=np.float32))[0]
         x = np.asarray(state, dtype=np.float32).reshape(1, -1)
         for kernel, bias, activation in self._layers:
-            x = activation(x @ kernel + bias)
+            x = np.dot(x, kernel)  # the same product as `@`, with less call overhead
+            x += bias
+            x = activation(x)
         if self.enable_dueling_network:
             value, advantage = x[:, :1], x[:, 1:]
             if self.dueling_type == "avg":
@@ -518,7 +549,7 @@ class FastDQNAgent(DQNAgent):
             return self._defer()
         if self.step > self.nb_steps_warmup and self.step % self.train_interval == 0:
             out = self._train_step(self._pack_batch())
-            self._set_weights(self._unpack(out))
+            self._take_weights(out)
             metrics = [out[0], out[1], out[2], *self.policy.metrics]
         if self.target_model_update >= 1 and self.step % self.target_model_update == 0:
             self.update_target_model_hard()

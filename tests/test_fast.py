@@ -250,3 +250,58 @@ def test_gradient_steps_are_consecutive_train_calls(variant: str) -> None:
     state = [np.ones(4, np.float32)]
     np.testing.assert_allclose(three.compute_q_values(state), one.compute_q_values(state),
                                rtol=1e-5)
+
+
+SIDE_BY_SIDE = {  # name: (overrides, env)
+    "cartpole": (["agent.model.units=32", "agent.model.layers=2"], "CartPole-v1"),
+    "lunarlander-dueling-avg": (["agent.enable_dueling_network=true"], "LunarLander-v3"),
+    "lunarlander-dueling-max": (["agent.enable_dueling_network=true", "agent.dueling_type=max",
+                             "agent.model.units=64"], "LunarLander-v3"),
+}
+
+
+@pytest.mark.parametrize("variant", SIDE_BY_SIDE)
+def test_episodes_side_by_side_are_the_episodes_one_after_another(variant: str) -> None:
+    """One batched forward for the running episodes gives each row the Q-values, bit for
+    bit, that the agent computes for it alone, so greedy episodes played side by side
+    are the episodes played one after another."""
+    from rltrain.envs import make_env
+    from rltrain.loop import play_side_by_side, run_episodes
+
+    overrides, env_id = SIDE_BY_SIDE[variant]
+    cfg = compose_config([f"env.id={env_id}", *overrides])
+    envs = [make_env(cfg.env, 0) for _ in range(6)]
+    agent = build_agent(cfg.agent, envs[0].observation_space.shape,
+                        int(envs[0].action_space.n))
+    rng = np.random.default_rng(3)  # weights far from the initial ones: varied episodes
+    agent.model.set_weights([w + rng.normal(scale=0.5, size=w.shape).astype(np.float32)
+                             for w in agent.model.get_weights()])
+    agent.sync_weights()
+    assert agent.plays_side_by_side
+    states = rng.normal(scale=2.0, size=(200, *envs[0].observation_space.shape))
+    alone = np.stack([agent.compute_q_values([s]) for s in states])
+    np.testing.assert_array_equal(agent._q(states.astype(np.float32)[:, None])[:, 0], alone)
+    np.testing.assert_array_equal(agent.greedy_actions(states), alone.argmax(axis=1))
+    expected = run_episodes(agent, envs[0], 6, seed=100)
+    assert len(set(expected)) > 1  # the episodes differ: a real comparison
+    assert play_side_by_side(agent, envs, seed=100) == expected
+
+
+def test_a_drawing_test_policy_plays_one_episode_after_another() -> None:
+    """An annealed test policy draws from the agent's stream per step: its episodes are
+    not played side by side (the draws would interleave)."""
+    agent = build_agent(compose_config(["agent.test_policy=annealed"]).agent, (4,), 2)
+    assert not agent.plays_side_by_side
+
+
+def test_side_by_side_evaluations_are_the_sequential_ones(tiny) -> None:
+    """A training run's evaluations and final test are the same with
+    ``train.eval_side_by_side`` on or off."""
+    overrides = ["agent.impl=fast", "train.nb_steps=1500", "train.eval_interval=500",
+                 "train.eval_episodes=4", "train.test_episodes=3", "train.keep_best=true"]
+    results = [train(tiny(*overrides, f"train.eval_side_by_side={on}"), Path(f"run-{on}"))
+               for on in ("true", "false")]
+    assert len(results[0].evaluations) >= 3
+    assert results[0].evaluations == results[1].evaluations
+    assert results[0].test_rewards == results[1].test_rewards
+    assert results[0].final_test_rewards == results[1].final_test_rewards

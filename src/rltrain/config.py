@@ -126,6 +126,7 @@ class TrainConfig:
     eval_interval: int = 5000
     eval_episodes: int = 5
     keep_best: bool = True
+    eval_side_by_side: bool = True
     threads: int = 1
     progress: bool = True
 

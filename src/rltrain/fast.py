@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from rl.agents.dqn import DQNAgent
 from rl.memory import Experience, Memory
-from rl.policy import EpsGreedyQPolicy
+from rl.policy import EpsGreedyQPolicy, GreedyQPolicy
 from rl.util import clone_model
 
 from rltrain import compat
@@ -513,20 +513,38 @@ class FastDQNAgent(DQNAgent):
     def compute_q_values(self, state: Any) -> np.ndarray:
         if not self._numpy_forward:
             return self._predict(np.asarray([state], dtype=np.float32))[0]
-        x = np.asarray(state, dtype=np.float32).reshape(1, -1)
+        return self._q(np.asarray(state, dtype=np.float32).reshape(1, -1))[0]
+
+    def _q(self, x: np.ndarray) -> np.ndarray:
+        """The numpy forward of rows ``(..., 1, width)``: Q-values ``(..., 1, actions)``.
+        A stack of rows runs numpy's one-row product per row, so each row's Q-values are
+        the bits it gets alone (``tests/test_fast.py`` checks)."""
         for kernel, bias, activation in self._layers:
-            x = np.dot(x, kernel)  # the same product as `@`, with less call overhead
+            x = np.matmul(x, kernel)
             x += bias
             x = activation(x)
         if self.enable_dueling_network:
-            value, advantage = x[:, :1], x[:, 1:]
+            value, advantage = x[..., :1], x[..., 1:]
             if self.dueling_type == "avg":
-                x = value + advantage - advantage.mean(axis=1, keepdims=True)
+                x = value + advantage - advantage.mean(axis=-1, keepdims=True)
             elif self.dueling_type == "max":
-                x = value + advantage - advantage.max(axis=1, keepdims=True)
+                x = value + advantage - advantage.max(axis=-1, keepdims=True)
             else:
                 x = value + advantage
-        return x[0]
+        return x
+
+    @property
+    def plays_side_by_side(self) -> bool:
+        """Whether ``greedy_actions`` can play test episodes side by side: a numpy forward,
+        states of one observation, and a greedy test policy (it draws nothing)."""
+        return (self._numpy_forward and self.memory.window_length == 1
+                and type(self.test_policy) is GreedyQPolicy)
+
+    def greedy_actions(self, observations: np.ndarray) -> np.ndarray:
+        """The greedy test policy's actions for observations ``(B, *shape)`` in one
+        forward: each the action ``forward`` takes on it alone (the first best)."""
+        x = np.asarray(observations, dtype=np.float32).reshape(len(observations), 1, -1)
+        return self._q(x)[:, 0].argmax(axis=1)
 
     def forward(self, observation: Any) -> int:
         state = self.memory.get_recent_state(observation)

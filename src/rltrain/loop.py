@@ -14,6 +14,8 @@ import contextlib
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
+import numpy as np
+
 from rltrain.envs import RAW_REWARD
 
 
@@ -233,3 +235,24 @@ def run_episodes(agent: Any, env: Any, nb_episodes: int, seed: int,
     finally:
         agent.training = was_training
     return rewards
+
+
+def play_side_by_side(agent: Any, envs: Sequence[Any], seed: int) -> list[float]:
+    """``run_episodes(agent, env, len(envs), seed)`` with the episodes played side by side:
+    episode ``i`` on ``envs[i]`` from ``reset(seed=seed + i)``, one batched greedy forward
+    (``agent.greedy_actions``) per step for the episodes still running. The same episodes
+    and rewards, for an agent that ``plays_side_by_side`` (its test policy draws nothing,
+    its state is the last observation) on envs whose episodes depend only on their seed."""
+    observations = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+    totals = [0.0] * len(envs)
+    running = list(range(len(envs)))
+    while running:
+        actions = agent.greedy_actions(np.stack([observations[i] for i in running]))
+        still = []
+        for i, action in zip(running, actions.tolist(), strict=True):
+            observations[i], reward, terminated, truncated, _ = envs[i].step(action)
+            totals[i] += float(reward)
+            if not (terminated or truncated):
+                still.append(i)
+        running = still
+    return totals

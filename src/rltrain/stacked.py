@@ -29,6 +29,12 @@ import numpy as np
 
 from rltrain import compat
 
+# With one thread, the stack's session runs every op in the caller's thread (a negative
+# inter-op pool size): a call then costs ~3 us beyond its ops instead of ~50 us of hand-off
+# to the pool's thread and back. More threads keep a pool, so agents' updates can run side
+# by side. False: the pool at one thread too (before 5a4f649; bench/trainstep.py compares).
+CALLER_THREAD = True
+
 
 def stackable(agents: Sequence[Any]) -> bool:
     """Whether these agents can train as one stack: fast agents on plain Dense models
@@ -87,11 +93,9 @@ class StackedTrainer:
                 self._batch.append(batch)
                 self._out.append(self._train_ops(a, agent_vars, batch))
                 self._hard.append(agent_vars.target.assign(agent_vars.online.read_value()))
-            # One thread: every op runs in the caller's thread (a negative inter-op pool),
-            # which saves ~50 us of hand-off per call; more threads keep a pool, so the
-            # agents' updates can run side by side.
+            inline = CALLER_THREAD and threads == 1
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
-                                              inter_op_parallelism_threads=-1 if threads == 1
+                                              inter_op_parallelism_threads=-1 if inline
                                               else threads)
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
             self.session.run(tf.compat.v1.global_variables_initializer())

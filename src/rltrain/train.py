@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from rltrain import compat
 from rltrain.config import validate
 from rltrain.envs import input_scale, make_env
-from rltrain.loop import run_episodes
+from rltrain.loop import play_side_by_side, run_episodes
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes start from seeds the training env never uses
 TEST_SEED_OFFSET = 2_000_000
@@ -95,6 +95,7 @@ class Learner:
         self.result = TrainResult(output_dir=output_dir)
         self.env = make_env(cfg.env, cfg.seed, training=True)
         self.eval_env = make_env(cfg.env, cfg.seed + EVAL_SEED_OFFSET)
+        self._eval_envs = [self.eval_env]  # more are made for episodes side by side
         self.graph = tf.Graph()
         with self.graph.as_default():
             seed_everything(cfg.seed)
@@ -138,8 +139,7 @@ class Learner:
     def _evaluate(self, step: int) -> dict[str, Any]:
         """A greedy evaluation; with ``keep_best``, remember the weights of the best one
         (the latest among equals)."""
-        rewards = run_episodes(self.agent, self.eval_env, self.cfg.train.eval_episodes,
-                               self.cfg.seed + EVAL_SEED_OFFSET)
+        rewards = self._episodes(self.cfg.train.eval_episodes, self.cfg.seed + EVAL_SEED_OFFSET)
         mean = float(np.mean(rewards))
         best = self.result.best_evaluation
         if best is None or mean >= best[1]:
@@ -196,12 +196,23 @@ class Learner:
     def _test(self) -> list[float]:
         """The final test: episodes that no evaluation used, so not the ones that picked
         the delivered weights."""
-        return run_episodes(self.agent, self.eval_env, self.cfg.train.test_episodes,
-                            self.cfg.seed + TEST_SEED_OFFSET)
+        return self._episodes(self.cfg.train.test_episodes, self.cfg.seed + TEST_SEED_OFFSET)
+
+    def _episodes(self, count: int, seed: int) -> list[float]:
+        """``count`` greedy episodes from ``seed``, ``seed + 1``, ...: side by side (an env
+        each, one forward per step) when ``train.eval_side_by_side`` and the agent can,
+        else one after another on the eval env; the same episodes either way."""
+        if not (self.cfg.train.eval_side_by_side and count > 1
+                and getattr(self.agent, "plays_side_by_side", False)):
+            return run_episodes(self.agent, self.eval_env, count, seed)
+        while len(self._eval_envs) < count:
+            self._eval_envs.append(make_env(self.cfg.env, self.cfg.seed + EVAL_SEED_OFFSET))
+        return play_side_by_side(self.agent, self._eval_envs[:count], seed)
 
     def close(self) -> None:
         self.env.close()
-        self.eval_env.close()
+        for env in self._eval_envs:
+            env.close()
         if self._steps is not None:
             self._steps.close()
         self.session.close()

@@ -82,7 +82,8 @@ def main() -> None:
                 rates[impl].append(rate)
                 print(f"round {r + 1}: {impl:9s} {rate:8.0f} steps/s", flush=True)
         base = statistics.median(rates[args.impls[0]])
-        print(f"\n{args.steps} steps of the tutorial config, median of {args.rounds} rounds:")
+        config_ = " ".join(args.overrides) or "the tutorial config"
+        print(f"\n{args.steps} steps of {config_}, median of {args.rounds} rounds:")
         for impl in args.impls:
             rate = statistics.median(rates[impl])
             print(f"  {impl:9s} {rate:8.0f} steps/s   x{rate / base:.2f} vs {args.impls[0]}")

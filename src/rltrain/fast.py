@@ -176,39 +176,20 @@ class FastSequentialMemory(Memory):
     def draw_indexes(self, batch_size: int, batch_idxs: Any = None) -> np.ndarray:
         """Logical indexes ``idx`` of the transitions (idx-1 -> idx), as keras-rl2 draws them."""
         assert self.nb_entries >= self.window_length + 2, "not enough entries in the memory"
-        if batch_idxs is None and not self.streams.exact:
-            return self._draw_fast(batch_size)
         if batch_idxs is None:
             batch_idxs = self.streams.batch_indexes(self.window_length, self.nb_entries - 1,
                                                     size=batch_size)
-        idx = np.array(batch_idxs, dtype=np.int64) + 1
+        idx = np.asarray(batch_idxs, dtype=np.int64) + 1
         assert len(idx) == batch_size
-        after_terminal = self.terminals[self._slots(idx - 2)]
+        after_terminal = self.terminals.take(self._slots(idx - 2))
         if not self.streams.exact:  # every re-draw of a round in one call
-            return self._redraw(idx, np.flatnonzero(after_terminal))
+            return self._redraw(idx, after_terminal.nonzero()[0])
         for k in np.flatnonzero(after_terminal):  # in order: the same random calls as stock
             i = idx[k]
             while self.terminals[self._slots(np.int64(i - 2))]:
                 i = self.streams.batch_indexes(self.window_length + 1, self.nb_entries, size=1)[0]
             idx[k] = i
         return idx
-
-    def _draw_fast(self, size: int) -> np.ndarray:
-        """``draw_indexes`` on the fast stream: the same draws as ``Streams.batch_indexes``
-        followed by ``_redraw``, with fewer temporary arrays (it runs every train step)."""
-        low, n, gen = self.window_length + 1, self._size, self.streams.gen
-        span = n - low
-        if span >= size:
-            idx = gen.choice(span, size, replace=False)
-            idx += low
-        else:  # a batch larger than the memory: with replacement
-            idx = gen.integers(low - 1, n - 1, size=size)
-            idx += 1
-        before = idx - 2
-        if self._start:
-            before += self._start
-            before %= self.limit
-        return self._redraw(idx, self.terminals.take(before).nonzero()[0])
 
     def _redraw(self, idx: np.ndarray, again: np.ndarray) -> np.ndarray:
         """Draw ``idx[again]`` again until none follows a terminal, each round in one call;
